@@ -23,7 +23,18 @@ from regmix_plugin.errors import ConfigError
 T = TypeVar("T")
 
 #: Top-level keys a study config may hold.
-SECTIONS = ("domains", "sample", "proxy", "sweep", "fit", "optimize", "emit", "report")
+SECTIONS = (
+    "synthetic",
+    "domains",
+    "sample",
+    "proxy",
+    "sweep",
+    "fit",
+    "optimize",
+    "emit",
+    "evaluate",
+    "report",
+)
 TOP_LEVEL_KEYS = ("run_dir", *SECTIONS)
 
 
@@ -39,7 +50,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: the top level must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 
@@ -116,7 +129,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(arg, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}"
+        )
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
@@ -134,7 +149,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}: {value!r}")
         k_tp, v_tp = args if args else (Any, Any)
         return {
-            _convert(k_tp, k, f"{where}"): _convert(v_tp, v, f"{where}.{k}") for k, v in value.items()
+            _convert(k_tp, k, f"{where}"): _convert(v_tp, v, f"{where}.{k}")
+            for k, v in value.items()
         }
     if tp is bool:
         if not isinstance(value, bool):

@@ -39,7 +39,9 @@ def write_indexed_dataset(
         for doc in documents:
             arr = np.asarray(doc)
             if arr.ndim != 1 or arr.size == 0:
-                raise ValueError(f"each document must be a non-empty 1-D array, got shape {arr.shape}")
+                raise ValueError(
+                    f"each document must be a non-empty 1-D array, got shape {arr.shape}"
+                )
             builder.add_document(torch.from_numpy(arr.astype(np.int64)), [int(arr.size)])
             total += int(arr.size)
         builder.finalize(str(idx_tmp))

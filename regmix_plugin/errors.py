@@ -6,6 +6,8 @@ file to change. Programmer errors stay ``assert``/``TypeError``; these are for u
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RegMixError(Exception):
     """Base class of every user-facing error of regmix-plugin."""
@@ -31,14 +33,18 @@ class MissingDependencyError(RegMixError, ImportError):
     """An optional dependency is not installed; the message holds the ``pip install`` line."""
 
 
-def require(module: str, pip_name: str | None = None, extra: str | None = None):  # noqa: ANN201
+def require(module: str, pip_name: str | None = None, extra: str | None = None) -> Any:
     """Import an optional dependency, or fail with the install line that fixes it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        hint = f"pip install 'regmix-plugin[{extra}]'" if extra else f"pip install {pip_name or module}"
+        hint = (
+            f"pip install 'regmix-plugin[{extra}]'"
+            if extra
+            else f"pip install {pip_name or module}"
+        )
         raise MissingDependencyError(
             f"{module!r} is needed for this feature but is not installed ({exc}). Fix: {hint}"
         ) from exc

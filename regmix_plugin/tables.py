@@ -101,7 +101,9 @@ def read_table(path: str | os.PathLike[str]) -> Table:
             try:
                 out.append(float(c))
             except ValueError:
-                raise DataError(f"{p}:{lineno}: column {name!r} holds {c!r}, not a number") from None
+                raise DataError(
+                    f"{p}:{lineno}: column {name!r} holds {c!r}, not a number"
+                ) from None
         values.append(out)
     arr = np.asarray(values, dtype=np.float64).reshape(len(ids), len(header) - 1)
     return Table(header[0], ids, header[1:], arr)

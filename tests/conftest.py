@@ -11,7 +11,9 @@ import pytest
 from regmix_plugin.corpus import write_indexed_dataset
 
 
-def _documents(rng: np.random.Generator, num_docs: int, vocab: int, lo: int, hi: int, mean_len: int):
+def _documents(
+    rng: np.random.Generator, num_docs: int, vocab: int, lo: int, hi: int, mean_len: int
+):
     for _ in range(num_docs):
         n = int(rng.integers(max(1, mean_len // 2), mean_len * 2))
         yield rng.integers(lo, hi, size=n)
