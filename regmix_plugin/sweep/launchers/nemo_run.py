@@ -1,0 +1,135 @@
+"""Launcher ``nemo_run``: a NeMo-Run experiment of ``run.Script`` tasks per round.
+
+With ``executor: local`` (``run.LocalExecutor``) the runs are shared out over
+``num_concurrent`` lanes, one task per lane, each lane training its runs one after another
+(NeMo-Run starts every task of an experiment at once, so lanes are what bound concurrency).
+With ``executor: slurm`` (``run.SlurmExecutor`` over a ``LocalTunnel``; it reads job states
+from ``sacct``, so the cluster needs accounting) every run is its own task and Slurm queues
+them. Either way each task runs the regmix worker, so markers and retries are the same as with
+the other launchers. The experiments are kept under ``<sweep>/nemo_run/``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from regmix_plugin.errors import LaunchError, require
+from regmix_plugin.sweep.launchers import worker_argv
+
+if TYPE_CHECKING:
+    from regmix_plugin.sweep.runner import SweepPlan
+
+
+class NemoRunLauncher:
+    """Runs the workers as the tasks of NeMo-Run experiments (one experiment per round)."""
+
+    rounds = True
+
+    def __init__(self, plan: SweepPlan) -> None:
+        self.settings = plan.settings.nemo_run
+        self.run = require("nemo_run", extra="nemo-run")
+        self.base_dir = plan.sweep_dir / "nemo_run"
+        self._thread: threading.Thread | None = None
+        self._ids: set[str] = set()
+        self._error: BaseException | None = None
+
+    def capacity(self) -> int | None:
+        """No limit here: lanes (local) or Slurm (slurm) bound what runs at once."""
+        return None
+
+    def tasks(self, plan: SweepPlan, mixture_ids: list[str]) -> list[tuple[str, list[str]]]:
+        """(task name, its runs): lanes for the local executor, one run per task on Slurm."""
+        if self.settings.executor == "local":
+            n = min(self.settings.num_concurrent, len(mixture_ids))
+            lanes = [mixture_ids[i::n] for i in range(n)]
+            return [(f"lane-{i}", lane) for i, lane in enumerate(lanes)]
+        return [(f"run-{mid}", [mid]) for mid in mixture_ids]
+
+    def _executor(self, plan: SweepPlan) -> Any:
+        run, s = self.run, self.settings
+        if s.executor == "local":
+            return run.LocalExecutor(env_vars={})
+        kwargs: dict[str, Any] = {
+            "account": s.account,
+            "partition": s.partition,
+            "time": s.time,
+            "nodes": 1,
+            "ntasks_per_node": 1,
+            "tunnel": run.LocalTunnel(job_dir=str(self.base_dir / "slurm")),
+            "packager": run.Packager(),
+        }
+        if s.num_gpus_per_node:
+            kwargs["gpus_per_node"] = s.num_gpus_per_node
+        if s.container_image:
+            kwargs["container_image"] = s.container_image
+            kwargs["container_mounts"] = list(s.container_mounts)
+        return run.SlurmExecutor(**kwargs)
+
+    def _script(self, plan: SweepPlan, mixture_ids: list[str]) -> str:
+        return (
+            f"cd {shlex.quote(str(plan.cwd))}\nexec {shlex.join(worker_argv(plan, mixture_ids))}\n"
+        )
+
+    def preview(self, plan: SweepPlan, mixture_ids: list[str]) -> str:
+        """The experiment's tasks and the script of each."""
+        lines = [
+            f"nemo_run: experiment {self.settings.experiment_name!r} with executor "
+            f"{self.settings.executor!r} under {self.base_dir}"
+        ]
+        for name, ids in self.tasks(plan, mixture_ids):
+            lines.append(f"  task {name}: run.Script(inline=...) with")
+            lines += [f"    {line}" for line in self._script(plan, ids).splitlines()]
+        return "\n".join(lines)
+
+    def submit(self, plan: SweepPlan, mixture_ids: list[str]) -> None:
+        """Build the experiment and run it in a background thread (NeMo-Run's run() blocks)."""
+        if self._thread is not None and self._thread.is_alive():
+            raise AssertionError("submit while an experiment is still running")
+        self._error = None
+        tasks = self.tasks(plan, mixture_ids)
+        executor = self._executor(plan)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        run = self.run
+
+        def _go() -> None:
+            try:
+                with run.Experiment(
+                    self.settings.experiment_name,
+                    executor=executor,
+                    base_dir=str(self.base_dir),
+                    clean_mode=True,
+                    enable_goodbye_message=False,
+                    skip_status_at_exit=True,
+                    log_level="WARN",
+                ) as exp:
+                    for name, ids in tasks:
+                        exp.add(run.Script(inline=self._script(plan, ids)), name=name)
+                    exp.run(detach=False)
+            except BaseException as exc:  # reported by in_flight on the driver's thread
+                self._error = exc
+
+        self._ids = set(mixture_ids)
+        self._thread = threading.Thread(target=_go, name="nemo-run-experiment", daemon=True)
+        self._thread.start()
+
+    def in_flight(self, plan: SweepPlan) -> set[str]:
+        """The runs of the experiment while it runs."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise LaunchError(f"NeMo-Run could not run the experiment: {err}") from err
+        if self._thread is not None and self._thread.is_alive():
+            return set(self._ids)
+        return set()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Wake when the experiment ends, or after ``timeout``."""
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+        else:
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        """Nothing to release: the experiment thread is a daemon."""

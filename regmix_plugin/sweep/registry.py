@@ -1,0 +1,339 @@
+"""The run registry: one folder per proxy run inside the sweep folder, and its state.
+
+Layout of a sweep folder (``<run_dir>/sweep/``)::
+
+    sweep.json                 fingerprint of the config parts that define the runs
+    mixtures.csv               the mixtures this sweep trains (ids `regmix collect` expects)
+    runs/<mixture_id>/
+        blend.yaml             the mixture's weights per domain
+        config.yaml            the resolved study config of this run
+        command.json           the proxy command, its environment and threads
+        submitted.json         the launcher's last submission (job id), written by the driver
+        attempts.json          one record per attempt: start, end, exit code, tail of the log
+        train.log              the proxy's output, every attempt appended
+        metrics.json           written by the proxy
+        DONE                   completion marker, written last
+        .lock                  held (flock) while an attempt runs
+
+Only the worker (:mod:`regmix_plugin.sweep.worker`) writes ``attempts.json`` and ``DONE``, and
+only while it holds ``.lock``; the driver writes the rest before launching. A run's state is
+read from the files alone, so ``regmix status`` works from any shell while a sweep runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regmix_plugin.errors import DataError
+
+#: Version of the sweep folder layout, recorded in sweep.json.
+LAYOUT_VERSION = 1
+SWEEP_FILE = "sweep.json"
+DONE_FILE = "DONE"
+LOCK_FILE = ".lock"
+ATTEMPTS_FILE = "attempts.json"
+SUBMITTED_FILE = "submitted.json"
+COMMAND_FILE = "command.json"
+LOG_FILE = "train.log"
+METRICS_FILE = "metrics.json"
+LOG_TAIL_LINES = 20
+
+STATES = ("done", "running", "failed", "pending")
+
+
+def runs_dir(sweep_dir: str | os.PathLike[str]) -> Path:
+    """The folder holding one sub-folder per run."""
+    return Path(sweep_dir) / "runs"
+
+
+def run_folder(sweep_dir: str | os.PathLike[str], mixture_id: str) -> Path:
+    """The folder of one run."""
+    return runs_dir(sweep_dir) / mixture_id
+
+
+def resolve_sweep_dir(path: str | os.PathLike[str]) -> Path:
+    """Accept a sweep folder or a study's run_dir (holding ``sweep/``); fail with what was seen."""
+    p = Path(path)
+    if (p / SWEEP_FILE).is_file():
+        return p
+    if (p / "sweep" / SWEEP_FILE).is_file():
+        return p / "sweep"
+    if not p.exists():
+        raise DataError(f"{str(p)!r} does not exist; pass a sweep folder (<run_dir>/sweep)")
+    raise DataError(
+        f"{str(p)!r} is not a sweep folder: it holds no {SWEEP_FILE} (nor sweep/{SWEEP_FILE}); "
+        "start one with `regmix sweep CONFIG`"
+    )
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by the registry; a corrupt one is a DataError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); delete it to rerun this unit") from exc
+
+
+def log_tail(path: Path, num_lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:
+    """The last lines of a log file (reads at most ``max_bytes`` from its end)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return "\n".join(lines[-num_lines:])
+
+
+@contextlib.contextmanager
+def try_lock(run_dir: Path, *, create: bool = True) -> Iterator[int | None]:
+    """Hold the run's ``.lock`` (non-blocking flock): yields its fd, or None when another holds it.
+
+    The lock is released when the fd is closed, also when its holder is killed, so a lock can
+    never outlive the processes of an attempt.
+    """
+    path = run_dir / LOCK_FILE
+    if not create and not path.exists():
+        yield -1  # never locked: nobody can hold it
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                yield None
+                return
+            raise
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether an attempt of this run is running now (its lock is held)."""
+    with try_lock(run_dir, create=False) as fd:
+        return fd is None
+
+
+@dataclass
+class RunRecord:
+    """What the files say about one run."""
+
+    mixture_id: str
+    state: str
+    num_attempts: int = 0
+    exit_code: int | None = None
+    error: str = ""
+    log_tail: str = ""
+    started_at: float | None = None
+    duration_s: float | None = None
+    job_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data form (for ``--json``)."""
+        return dict(self.__dict__)
+
+
+def read_run(sweep_dir: str | os.PathLike[str], mixture_id: str) -> RunRecord:
+    """The state of one run from its folder: done, running, failed or pending."""
+    folder = run_folder(sweep_dir, mixture_id)
+    attempts: list[dict[str, Any]] = []
+    if (folder / ATTEMPTS_FILE).is_file():
+        attempts = list(read_json(folder / ATTEMPTS_FILE))
+    submitted = read_json(folder / SUBMITTED_FILE) if (folder / SUBMITTED_FILE).is_file() else {}
+    rec = RunRecord(
+        mixture_id, "pending", num_attempts=len(attempts), job_id=submitted.get("job_id")
+    )
+    last = attempts[-1] if attempts else None
+    if (folder / DONE_FILE).is_file():
+        done = read_json(folder / DONE_FILE)
+        rec.state = "done"
+        rec.duration_s = done.get("duration_s")
+        rec.started_at = done.get("started_at")
+        rec.exit_code = 0
+        return rec
+    if folder.is_dir() and is_locked(folder):
+        rec.state = "running"
+        if last is not None:
+            rec.started_at = last.get("started_at")
+        return rec
+    if last is not None:
+        if "ended_at" in last:
+            rec.state = "failed"
+            rec.exit_code = last.get("exit_code")
+            rec.error = last.get("error", "")
+            rec.log_tail = last.get("log_tail", "")
+            rec.duration_s = last.get("duration_s")
+        else:
+            # The attempt's processes are gone without recording an end: killed (SIGKILL,
+            # node failure, Slurm time limit). The next attempt resumes or restarts it.
+            rec.state = "failed"
+            rec.error = "interrupted: the attempt ended without recording an exit (killed?)"
+            rec.log_tail = log_tail(folder / LOG_FILE)
+        rec.started_at = last.get("started_at")
+    # A submission newer than the last attempt means it waits in a queue: pending.
+    if submitted and (last is None or submitted.get("submitted_at", 0) > last.get("started_at", 0)):
+        rec.state = "pending"
+    return rec
+
+
+@dataclass
+class SweepStatus:
+    """Counts and per-run records of a sweep, plus an ETA estimate."""
+
+    sweep_dir: Path
+    records: list[RunRecord]
+    counts: dict[str, int] = field(default_factory=dict)
+    eta_s: float | None = None
+
+    @property
+    def num_total(self) -> int:
+        """Runs in the sweep."""
+        return len(self.records)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every run is done."""
+        return self.counts.get("done", 0) == self.num_total
+
+    def by_state(self, state: str) -> list[RunRecord]:
+        """The records in one state."""
+        return [r for r in self.records if r.state == state]
+
+
+def sweep_mixture_ids(sweep_dir: str | os.PathLike[str]) -> list[str]:
+    """The mixture ids of a sweep, from its ``mixtures.csv`` (plus any extra run folders)."""
+    from regmix_plugin.tables import read_table
+
+    sd = Path(sweep_dir)
+    ids: list[str] = []
+    if (sd / "mixtures.csv").is_file():
+        ids = list(read_table(sd / "mixtures.csv").ids)
+    if runs_dir(sd).is_dir():
+        known = set(ids)
+        ids += sorted(p.name for p in runs_dir(sd).iterdir() if p.is_dir() and p.name not in known)
+    return ids
+
+
+def sweep_status(
+    sweep_dir: str | os.PathLike[str], mixture_ids: list[str] | None = None
+) -> SweepStatus:
+    """Read every run's state (done / running / failed / pending) and estimate the time left."""
+    sd = resolve_sweep_dir(sweep_dir)
+    ids = sweep_mixture_ids(sd) if mixture_ids is None else mixture_ids
+    records = [read_run(sd, i) for i in ids]
+    counts = {s: 0 for s in STATES}
+    for r in records:
+        counts[r.state] += 1
+    return SweepStatus(sd, records, counts, estimate_eta(records))
+
+
+def estimate_eta(records: list[RunRecord], now: float | None = None) -> float | None:
+    """Seconds left: the median duration of finished runs times the work left, over concurrency.
+
+    None until a run has finished (nothing to extrapolate from).
+    """
+    now = time.time() if now is None else now
+    durations = [r.duration_s for r in records if r.state == "done" and r.duration_s]
+    if not durations:
+        return None
+    typical = statistics.median(durations)
+    running = [r for r in records if r.state == "running"]
+    waiting = [r for r in records if r.state in ("pending", "failed")]
+    work = len(waiting) * typical
+    for r in running:
+        elapsed = now - r.started_at if r.started_at else 0.0
+        work += max(0.0, typical - elapsed)
+    return work / max(1, len(running))
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``?`` for unknown."""
+    if seconds is None or math.isnan(seconds):
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def progress_line(status: SweepStatus, width: int = 30) -> str:
+    """One line: a bar, the counts and the ETA."""
+    total = max(1, status.num_total)
+    done = status.counts.get("done", 0)
+    filled = round(width * done / total)
+    bar = "#" * filled + "-" * (width - filled)
+    c = status.counts
+    return (
+        f"[{bar}] {done}/{status.num_total} done, {c.get('running', 0)} running, "
+        f"{c.get('failed', 0)} failed, {c.get('pending', 0)} pending, "
+        f"ETA {format_duration(status.eta_s)}"
+    )
+
+
+def format_status(status: SweepStatus, *, verbose: bool = False) -> str:
+    """The text ``regmix status`` prints: the progress line, then running and failed runs."""
+    lines = [f"sweep {status.sweep_dir}", progress_line(status)]
+    now = time.time()
+    for r in status.by_state("running"):
+        elapsed = format_duration(now - r.started_at) if r.started_at else "?"
+        lines.append(f"  running  {r.mixture_id}  attempt {r.num_attempts}, {elapsed} so far")
+    for r in status.by_state("failed"):
+        lines.append(
+            f"  failed   {r.mixture_id}  after {r.num_attempts} attempt(s), exit code "
+            f"{r.exit_code if r.exit_code is not None else 'none'}: {r.error or 'see train.log'}"
+        )
+        if r.log_tail:
+            tail = r.log_tail.splitlines()[-(LOG_TAIL_LINES if verbose else 5) :]
+            lines += [f"           | {t}" for t in tail]
+    if verbose:
+        for r in status.by_state("pending"):
+            queued = f" (queued as job {r.job_id})" if r.job_id else ""
+            lines.append(f"  pending  {r.mixture_id}{queued}")
+    return "\n".join(lines)
+
+
+def configure_status(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix status``."""
+    parser.add_argument("dir", help="a sweep folder (<run_dir>/sweep) or the study's run_dir")
+    parser.add_argument("--json", action="store_true", help="print the records as JSON")
+    parser.add_argument(
+        "--all", action="store_true", help="also list pending runs, whole log tails"
+    )
+
+
+def command_status(args: argparse.Namespace) -> int:
+    """``regmix status DIR``: exit 0 when every run is done, 1 while some are not."""
+    status = sweep_status(args.dir)
+    if args.json:
+        out = {
+            "sweep_dir": str(status.sweep_dir),
+            "counts": status.counts,
+            "eta_s": status.eta_s,
+            "runs": [r.as_dict() for r in status.records],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_status(status, verbose=args.all))
+    sys.stdout.flush()
+    return 0 if status.finished else 1
