@@ -1,0 +1,327 @@
+"""Training blend and held-out evaluation sets, from real Megatron ``.bin/.idx`` prefixes.
+
+Every prefix is split by documents with the config's split string, exactly as Megatron splits it
+(``proxy.split``, e.g. ``"98,2,0"``): the training part feeds the mixture's blend, the validation
+part of a domain's prefixes is that domain's held-out set. Target sets (``proxy.targets``) are
+evaluated whole. Everything is checked before megatron-core builds anything, so bad data fails
+with an error that names the domain, the numbers and the setting to change.
+
+The training blend is built by megatron-core's ``BlendedMegatronDatasetBuilder``; with
+``regmix_plugin.megatron.use_exact_ratio_blending`` it constructs the plugin's exact-ratio class,
+whose samples carry the ``dataset_id`` that the trainer counts to report realised tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regmix_plugin.config import resolve_path
+from regmix_plugin.domains import Catalogue, read_index_counts
+from regmix_plugin.errors import DataError
+from regmix_plugin.proxy.config import ProxyConfig, parse_split
+
+log = logging.getLogger(__name__)
+
+#: Split matrix rows of Megatron's ``Split`` enum: train, valid, test.
+_TRAIN, _VALID = 0, 1
+
+
+class _Vocabulary:
+    """The little of a tokenizer that megatron-core's GPT dataset reads: size and identity.
+
+    Proxies read pre-tokenised data, so no text is ever encoded. With no ``pad`` attribute the
+    dataset uses its own out-of-vocabulary pad id; no end-of-document handling is switched on.
+    """
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.eod = vocab_size - 1
+
+    @property
+    def unique_identifiers(self) -> dict[str, Any]:
+        return {"class": "regmix_plugin.proxy.data._Vocabulary", "vocab_size": self.vocab_size}
+
+
+@dataclass(frozen=True)
+class PrefixSplit:
+    """How Megatron's split string divides one prefix (document ranges and their tokens)."""
+
+    prefix: str
+    num_documents: int
+    train_documents: tuple[int, int]
+    """``[begin, end)`` of the training documents."""
+    valid_documents: tuple[int, int]
+    """``[begin, end)`` of the validation documents."""
+    train_tokens: int
+    valid_tokens: int
+
+
+def split_prefix(prefix: str, split: str) -> PrefixSplit:
+    """Apply ``split`` to ``prefix`` the way megatron-core does (rounded document fractions)."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    read_index_counts(prefix)  # a clear DataError for missing, truncated or mismatched files
+    # Keep the dataset alive while copying: its __del__ closes the memory map under the view.
+    indexed = IndexedDataset(prefix, multimodal=False)
+    lengths = np.array(indexed.sequence_lengths, dtype=np.int64)
+    del indexed
+    n = int(lengths.shape[0])
+    shares = parse_split(split)
+    bounds = np.cumsum([0.0, *shares])
+    edges = [round(float(b) * n) for b in bounds]
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+    return PrefixSplit(
+        prefix=prefix,
+        num_documents=n,
+        train_documents=(edges[0], edges[1]),
+        valid_documents=(edges[1], edges[2]),
+        train_tokens=int(cum[edges[1]] - cum[edges[0]]),
+        valid_tokens=int(cum[edges[2]] - cum[edges[1]]),
+    )
+
+
+def _gpt_config(
+    cfg: ProxyConfig, *, blend: Any, seed: int, split_row: int, whole: bool, cache: Path
+) -> Any:
+    """A ``GPTDatasetConfig`` that builds only the split ``split_row`` (0 train, 1 validation).
+
+    ``whole`` makes that split cover all documents of each prefix (target sets).
+    """
+    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
+
+    config = GPTDatasetConfig(
+        random_seed=seed,
+        sequence_length=cfg.seq_length,
+        blend=blend,
+        split=cfg.split,
+        path_to_cache=str(cache),
+        tokenizer=_Vocabulary(cfg.vocab_size),
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=False,
+    )
+    # Build only the split we need: the others stay None and megatron-core skips them.
+    matrix: list[tuple[float, float] | None] = [None, None, None]
+    matrix[split_row] = (0.0, 1.0) if whole else config.split_matrix[split_row]
+    config.split_matrix = matrix
+    return config
+
+
+@contextlib.contextmanager
+def _exact_ratio_blending() -> Iterator[None]:
+    """Make megatron-core's builder construct the plugin's exact-ratio blended dataset."""
+    try:
+        from regmix_plugin.megatron import use_exact_ratio_blending
+    except ImportError:  # TODO(issue 2): drop once regmix_plugin.megatron lands
+        log.warning("regmix_plugin.megatron is missing: blending with Megatron's BlendedDataset")
+        yield
+        return
+    manager = use_exact_ratio_blending()
+    if isinstance(manager, contextlib.AbstractContextManager):
+        with manager:
+            yield
+    else:
+        yield
+
+
+@dataclass
+class TrainData:
+    """The training blend: a dataset of ``num_samples`` samples and who each prefix belongs to."""
+
+    dataset: Any
+    """Indexable; ``dataset[i]`` has ``tokens``, ``labels``, ``loss_mask``, ``dataset_id``."""
+    prefixes: list[str]
+    """Prefix of each ``dataset_id``."""
+    prefix_domains: list[str]
+    """Domain of each ``dataset_id``."""
+    weights: list[float]
+    """Blend weight of each prefix."""
+    num_samples: int
+
+
+def _domain_of(catalogue: Catalogue) -> dict[str, str]:
+    return {p: d.name for d in catalogue.domains for p in d.prefixes}
+
+
+def check_training_data(
+    cfg: ProxyConfig, catalogue: Catalogue, blend: Sequence[tuple[str, float]]
+) -> list[PrefixSplit]:
+    """Fail early, and clearly, on a blend whose training parts cannot fill a sample."""
+    owner = _domain_of(catalogue)
+    splits = []
+    for prefix, _ in blend:
+        s = split_prefix(prefix, cfg.split)
+        if s.train_tokens < cfg.seq_length + 1:
+            raise DataError(
+                f"domain {owner[prefix]!r}: the training part of {prefix} holds {s.train_tokens} "
+                f"tokens ({s.train_documents[1] - s.train_documents[0]} of {s.num_documents} "
+                f"documents under proxy.split {cfg.split!r}), fewer than one sample of "
+                f"proxy.seq_length + 1 = {cfg.seq_length + 1}; lower proxy.seq_length, raise the "
+                "training share of proxy.split, or give the domain more data"
+            )
+        splits.append(s)
+    return splits
+
+
+def build_train_data(
+    cfg: ProxyConfig, catalogue: Catalogue, blend: Sequence[tuple[str, float]], cache: Path
+) -> TrainData:
+    """The exact-ratio blend of the training parts, ``num_steps * global_batch_size`` samples."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import (
+        BlendedMegatronDatasetBuilder,
+    )
+    from megatron.core.datasets.gpt_dataset import GPTDataset
+
+    check_training_data(cfg, catalogue, blend)
+    prefixes = [p for p, _ in blend]
+    weights = [w for _, w in blend]
+    num_samples = cfg.num_steps * cfg.global_batch_size
+    config = _gpt_config(
+        cfg, blend=(prefixes, weights), seed=cfg.seed, split_row=_TRAIN, whole=False, cache=cache
+    )
+    builder = BlendedMegatronDatasetBuilder(
+        GPTDataset, [num_samples, 0, 0], lambda: True, config
+    )
+    with _exact_ratio_blending():
+        dataset = builder.build()[_TRAIN]
+    if dataset is None or len(dataset) < num_samples:
+        raise DataError(
+            f"megatron-core built {0 if dataset is None else len(dataset)} training samples, "
+            f"{num_samples} are needed"
+        )
+    owner = _domain_of(catalogue)
+    return TrainData(
+        dataset=dataset,
+        prefixes=prefixes,
+        prefix_domains=[owner[p] for p in prefixes],
+        weights=weights,
+        num_samples=num_samples,
+    )
+
+
+@dataclass
+class EvalSet:
+    """A held-out set: the first ``counts[k]`` samples of each part ``parts[k]``."""
+
+    key: str
+    """Metric name, ``val_loss/<domain>`` or ``target_loss/<name>``."""
+    parts: list[Any]
+    counts: list[int]
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    def sample_refs(self) -> list[tuple[int, int]]:
+        """``(part, index)`` of every sample, in a fixed order."""
+        return [(k, i) for k, n in enumerate(self.counts) for i in range(n)]
+
+
+def _allocate(num: int, sizes: Sequence[int]) -> list[int]:
+    """Split ``num`` samples over parts in proportion to ``sizes`` (largest remainder)."""
+    total = sum(sizes)
+    exact = [num * s / total for s in sizes]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(sizes)), key=lambda k: (counts[k] - exact[k], k))
+    for k in order[: num - sum(counts)]:
+        counts[k] += 1
+    return [min(c, s) for c, s in zip(counts, sizes, strict=True)]
+
+
+def _build_eval_set(
+    cfg: ProxyConfig, key: str, prefixes: Sequence[str], *, whole: bool, cache: Path, what: str
+) -> EvalSet:
+    from megatron.core.datasets.blended_megatron_dataset_builder import (
+        BlendedMegatronDatasetBuilder,
+    )
+    from megatron.core.datasets.gpt_dataset import GPTDataset
+
+    num = cfg.num_eval_tokens // cfg.seq_length
+    parts: list[Any] = []
+    for prefix in prefixes:
+        config = _gpt_config(
+            cfg,
+            blend=([prefix], None),
+            seed=cfg.eval_seed,
+            split_row=_VALID,
+            whole=whole,
+            cache=cache,
+        )
+        builder = BlendedMegatronDatasetBuilder(
+            GPTDataset, [None, None, None], lambda: True, config
+        )
+        parts.append(builder.build()[_VALID])
+    sizes = [len(p) for p in parts]
+    if sum(sizes) < num:
+        raise DataError(
+            f"{what} has {sum(sizes)} held-out samples of {cfg.seq_length} tokens, but "
+            f"proxy.num_eval_tokens = {cfg.num_eval_tokens} needs {num}; lower "
+            "proxy.num_eval_tokens"
+            + ("" if whole else ", raise the validation share of proxy.split")
+            + " or give it more data"
+        )
+    return EvalSet(key=key, parts=parts, counts=_allocate(num, sizes))
+
+
+def build_eval_sets(
+    cfg: ProxyConfig, catalogue: Catalogue, config_dir: str | Path, cache: Path
+) -> list[EvalSet]:
+    """One validation set per domain (its prefixes' validation parts) and one per target."""
+    sets = []
+    for domain in catalogue.domains:
+        if domain.is_planning:
+            raise DataError(
+                f"domain {domain.name!r} has no prefixes (num_tokens given for planning), so it "
+                "has no validation split; list its Megatron prefixes in domains.entries"
+            )
+        usable = []
+        for prefix in domain.prefixes:
+            s = split_prefix(prefix, cfg.split)
+            if s.valid_tokens > cfg.seq_length:
+                usable.append(prefix)
+        if not usable:
+            raise DataError(
+                f"domain {domain.name!r} has no validation split: proxy.split {cfg.split!r} "
+                f"leaves none of its {domain.num_documents} documents in {len(domain.prefixes)} "
+                f"prefix(es) a validation part of more than proxy.seq_length = {cfg.seq_length} "
+                "tokens; raise the validation share of proxy.split or give the domain more data"
+            )
+        sets.append(
+            _build_eval_set(
+                cfg,
+                f"val_loss/{domain.name}",
+                usable,
+                whole=False,
+                cache=cache,
+                what=f"domain {domain.name!r} (validation part under proxy.split {cfg.split!r})",
+            )
+        )
+    for name, patterns in cfg.targets.items():
+        prefixes = [str(resolve_path(p, config_dir)) for p in patterns]
+        for pattern, prefix in zip(patterns, prefixes, strict=True):
+            try:
+                read_index_counts(prefix)
+            except DataError as exc:
+                raise DataError(
+                    f"proxy.targets.{name}: prefix {pattern!r}: {exc} (relative paths are "
+                    "relative to the config file)"
+                ) from None
+        sets.append(
+            _build_eval_set(
+                cfg,
+                f"target_loss/{name}",
+                prefixes,
+                whole=True,
+                cache=cache,
+                what=f"target set {name!r}",
+            )
+        )
+    return sets

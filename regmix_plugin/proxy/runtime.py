@@ -1,0 +1,124 @@
+"""Process group, device, precision and threads for one proxy training.
+
+Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` in the environment) the process group
+is initialised from those variables: NCCL on CUDA, gloo on the CPU. Otherwise it is a world of
+one on an in-process store, so many proxies can run on one machine at once with no port to pick.
+Whatever :func:`proxy_runtime` set up it tears down on exit, Megatron's ``parallel_state``
+included, so that one process can train several proxies in a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from regmix_plugin.errors import ConfigError
+from regmix_plugin.proxy.config import ProxyConfig
+from regmix_plugin.proxy.cpu_compat import cpu_workarounds
+
+log = logging.getLogger(__name__)
+
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how this process trains."""
+
+    device: torch.device
+    rank: int
+    world_size: int
+    dtype: torch.dtype
+    """The autocast dtype: ``torch.bfloat16``, or ``torch.float32`` for no autocast."""
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the files."""
+        return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """Autocast for the forward pass when training in bf16, else a no-op."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+def resolve_device(cfg: ProxyConfig) -> torch.device:
+    """The device ``proxy.device`` asks for, on this process's local rank."""
+    has_cuda = torch.cuda.is_available()
+    if cfg.device == "cuda" and not has_cuda:
+        raise ConfigError(
+            "proxy.device is 'cuda' but torch sees no CUDA device "
+            f"(torch {torch.__version__}); set proxy.device to 'cpu' or 'auto'"
+        )
+    if cfg.device == "cpu" or not has_cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_dtype(cfg: ProxyConfig, device: torch.device) -> torch.dtype:
+    """The autocast dtype for ``proxy.precision`` on ``device``."""
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and device.type == "cpu"):
+        return torch.float32
+    return torch.bfloat16
+
+
+@contextlib.contextmanager
+def _threads(num_threads: int) -> Iterator[None]:
+    if num_threads <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _init_process_group(device: torch.device) -> bool:
+    """Initialise torch.distributed unless the caller already did; True when we did."""
+    if dist.is_initialized():
+        return False
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if all(v in os.environ for v in _TORCHRUN_VARS):
+        dist.init_process_group(backend, init_method="env://")
+    else:
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    return True
+
+
+@contextlib.contextmanager
+def proxy_runtime(cfg: ProxyConfig) -> Iterator[Runtime]:
+    """Set up (and afterwards tear down) everything a proxy training needs on this process."""
+    from megatron.core import parallel_state
+
+    device = resolve_device(cfg)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns_group = _init_process_group(device)
+    owns_parallel_state = False
+    try:
+        if not parallel_state.model_parallel_is_initialized():
+            parallel_state.initialize_model_parallel(1, 1)
+            owns_parallel_state = True
+        runtime = Runtime(
+            device=device,
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            dtype=resolve_dtype(cfg, device),
+        )
+        log.debug("proxy runtime: %s", runtime)
+        with _threads(cfg.num_threads), cpu_workarounds(device):
+            yield runtime
+    finally:
+        if owns_parallel_state:
+            parallel_state.destroy_model_parallel()
+        if owns_group:
+            dist.destroy_process_group()

@@ -1,0 +1,504 @@
+"""Train one proxy on one mixture and write its ``metrics.json``: ``regmix train-proxy``.
+
+:func:`train_proxy` is the stage: study config + mixture weights in, metrics out. It
+
+1. resolves the mixture into a Megatron blend through the domain catalogue (an unknown domain, or
+   weights that do not sum to 1, is an error; nothing is renormalised);
+2. skips the work when ``<out>/metrics.json`` already holds a complete result for the same
+   mixture and config (same fingerprint);
+3. trains a megatron-core ``GPTModel`` with AdamW on the exact-ratio blend, on the CPU (gloo) or
+   on GPUs (NCCL, bf16, data parallel under ``torchrun``), checkpointing to
+   ``<out>/checkpoint/state.pt`` and resuming from it when rerun;
+4. evaluates the loss on every domain's validation split and every target set;
+5. writes ``metrics.json`` atomically (rank 0 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regmix_plugin.config import load_study, resolve_path, to_dict
+from regmix_plugin.domains import Catalogue, load_catalogue
+from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.io import atomic_open, atomic_write_json
+from regmix_plugin.proxy.config import ProxyConfig, proxy_config
+from regmix_plugin.tables import read_table
+
+log = logging.getLogger(__name__)
+
+#: Bumped when a change to the training or evaluation changes the numbers for a given config.
+TRAINER_VERSION = 1
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint/state.pt"
+
+#: Keys of ``proxy`` that do not change the results (left out of the fingerprint).
+_NON_RESULT_KEYS = ("num_threads", "log_interval", "checkpoint_interval", "keep_checkpoint")
+
+
+def fingerprint(
+    cfg: ProxyConfig,
+    catalogue: Catalogue,
+    weights: Mapping[str, float],
+    mixture_id: str,
+    config_dir: str | Path,
+) -> str:
+    """A hash of everything that determines a proxy's results (config, mixture, data sizes)."""
+    proxy = {k: v for k, v in to_dict(cfg).items() if k not in _NON_RESULT_KEYS}
+    proxy["targets"] = {
+        name: [str(resolve_path(p, config_dir)) for p in prefixes]
+        for name, prefixes in cfg.targets.items()
+    }
+    identity = {
+        "trainer_version": TRAINER_VERSION,
+        "mixture_id": mixture_id,
+        "weights": [[n, float(weights.get(n, 0.0))] for n in catalogue.names],
+        "proxy": proxy,
+        "domains": [
+            [d.name, list(zip(d.prefixes, d.prefix_tokens, strict=True))] for d in catalogue.domains
+        ],
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def completed_metrics(out_dir: str | Path, mixture_id: str, fp: str) -> dict[str, Any] | None:
+    """The metrics in ``out_dir`` when they are complete for this mixture and fingerprint."""
+    path = Path(out_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (
+        isinstance(metrics, dict)
+        and metrics.get("mixture_id") == mixture_id
+        and metrics.get("fingerprint") == fp
+        and metrics.get("complete") is True
+    ):
+        return metrics
+    return None
+
+
+def train_proxy(
+    study: Mapping[str, Any],
+    weights: Mapping[str, float],
+    mixture_id: str,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Train (or resume, or skip) the proxy of one mixture; return its metrics.
+
+    ``study`` is a loaded study config (:func:`regmix_plugin.config.load_study`) with ``domains``
+    and ``proxy`` sections; ``weights`` names every domain and sums to 1.
+    """
+    cfg = proxy_config(dict(study))
+    catalogue = load_catalogue(study)
+    weights = {str(k): float(v) for k, v in weights.items()}
+    blend = catalogue.blend(weights)  # unknown/missing domains and bad sums fail here
+    config_dir = str(study.get("_config_dir", "."))
+    out = Path(out_dir)
+    fp = fingerprint(cfg, catalogue, weights, mixture_id, config_dir)
+    done = completed_metrics(out, mixture_id, fp)
+    if done is not None:
+        log.info("%s: complete metrics for mixture %s exist, nothing to do", out, mixture_id)
+        return done
+
+    from regmix_plugin.proxy.data import build_eval_sets, build_train_data
+    from regmix_plugin.proxy.runtime import proxy_runtime
+
+    started = time.perf_counter()
+    with proxy_runtime(cfg) as rt:
+        cache = out / "cache"
+        train_data = build_train_data(cfg, catalogue, blend, cache)
+        eval_sets = build_eval_sets(cfg, catalogue, config_dir, cache)
+        trainer = _Trainer(cfg, rt, train_data, out / CHECKPOINT_FILE, fp)
+        trainer.train()
+        metrics_values = {s.key: trainer.evaluate(s) for s in eval_sets}
+        result = {
+            "mixture_id": mixture_id,
+            "weights": {n: weights[n] for n in catalogue.names},
+            "num_tokens_trained": trainer.step * cfg.tokens_per_step,
+            "metrics": metrics_values,
+            "train_loss": trainer.curve,
+            "wall_time_s": trainer.elapsed_before + time.perf_counter() - started,
+            "train_time_s": trainer.train_time_s,
+            "tokens_per_second": trainer.tokens_trained_here / max(trainer.train_time_here, 1e-9),
+            "realised_tokens": trainer.realised_tokens(catalogue.names),
+            "realised_samples": {
+                p: int(n) for p, n in zip(train_data.prefixes, trainer.counts, strict=True)
+            },
+            "blend": [[p, w] for p, w in blend],
+            "num_steps": trainer.step,
+            "num_eval_tokens": {s.key: s.num_samples * cfg.seq_length for s in eval_sets},
+            "num_parameters": trainer.num_parameters,
+            "resumed_from_step": trainer.resumed_from,
+            "device": str(rt.device),
+            "device_name": _device_name(rt.device),
+            "world_size": rt.world_size,
+            "precision": str(rt.dtype).replace("torch.", ""),
+            "layer_spec": trainer.layer_spec,
+            "config": to_dict(cfg),
+            "fingerprint": fp,
+            "trainer_version": TRAINER_VERSION,
+            "complete": True,
+        }
+        if rt.is_main:
+            atomic_write_json(out / METRICS_FILE, result)
+            if not cfg.keep_checkpoint:
+                (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    log.info(
+        "%s: mixture %s trained on %d tokens in %.1f s (%.0f tokens/s)",
+        out,
+        mixture_id,
+        result["num_tokens_trained"],
+        result["wall_time_s"],
+        result["tokens_per_second"],
+    )
+    return result
+
+
+def _device_name(device: Any) -> str:
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    return platform.processor() or platform.machine()
+
+
+def _lr_factor(cfg: ProxyConfig, step: int) -> float:
+    """Learning rate at ``step`` as a fraction of ``cfg.lr``: linear warmup, then the schedule."""
+    warmup = cfg.num_warmup_steps
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, cfg.num_steps - warmup)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+
+
+class _Trainer:
+    """The model, optimizer and loop of one proxy; its state is what the checkpoint holds."""
+
+    def __init__(self, cfg: ProxyConfig, rt: Any, data: Any, checkpoint: Path, fp: str) -> None:
+        import torch
+
+        from regmix_plugin.proxy.cpu_compat import seed_model_parallel
+        from regmix_plugin.proxy.model import build_model, layer_spec_name
+
+        self.cfg, self.rt, self.data, self.checkpoint_path, self.fp = cfg, rt, data, checkpoint, fp
+        per_rank = cfg.micro_batch_size * rt.world_size
+        if cfg.global_batch_size % per_rank:
+            raise ConfigError(
+                f"proxy.global_batch_size {cfg.global_batch_size} is not a multiple of "
+                f"micro_batch_size x data-parallel ranks = {cfg.micro_batch_size} x "
+                f"{rt.world_size}; change proxy.global_batch_size or proxy.micro_batch_size"
+            )
+        self.num_micro = cfg.global_batch_size // per_rank
+        seed_model_parallel(cfg.seed, rt.device)
+        self.layer_spec = layer_spec_name(cfg, rt.device)
+        self.model = build_model(cfg.model_preset(), cfg, rt.device)
+        self.num_parameters = int(sum(p.numel() for p in self.model.parameters()))
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            fused=rt.device.type == "cuda",
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: _lr_factor(cfg, step)
+        )
+        self.forward_model: Any = self.model
+        if rt.world_size > 1:
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+            )
+        self.step = 0
+        self.resumed_from = 0
+        self.curve: list[list[float]] = []
+        self.interval_sum = 0.0
+        self.interval_steps = 0
+        self.counts = np.zeros(len(data.prefixes), dtype=np.int64)
+        self._local_counts = np.zeros(len(data.prefixes), dtype=np.int64)
+        self.train_time_s = 0.0
+        self.elapsed_before = 0.0
+        self.train_time_here = 0.0
+        self.tokens_trained_here = 0
+        self._started = time.perf_counter()
+        self._load_checkpoint()
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fp,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "curve": self.curve,
+            "interval": [self.interval_sum, self.interval_steps],
+            "counts": self.counts.tolist(),
+            "train_time_s": self.train_time_s,
+            "elapsed_s": self.elapsed_before + time.perf_counter() - self._started,
+        }
+
+    def save_checkpoint(self) -> None:
+        """Write the state atomically (rank 0); every rank syncs its sample counts first."""
+        import torch
+
+        self._sync_counts()
+        if self.rt.is_main:
+            with atomic_open(self.checkpoint_path, "wb") as f:
+                torch.save(self._state(), f)
+
+    def _load_checkpoint(self) -> None:
+        import torch
+
+        if not self.checkpoint_path.is_file():
+            return
+        state = torch.load(self.checkpoint_path, map_location=self.rt.device, weights_only=False)
+        if state.get("fingerprint") != self.fp:
+            log.warning(
+                "%s belongs to another config or mixture (fingerprint %s, this run %s); "
+                "starting from scratch",
+                self.checkpoint_path,
+                state.get("fingerprint"),
+                self.fp,
+            )
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = self.resumed_from = int(state["step"])
+        self.curve = [list(p) for p in state["curve"]]
+        self.interval_sum, self.interval_steps = state["interval"]
+        self.counts = np.asarray(state["counts"], dtype=np.int64)
+        self.train_time_s = float(state["train_time_s"])
+        self.elapsed_before = float(state["elapsed_s"])
+        log.info("resuming from %s at step %d", self.checkpoint_path, self.step)
+
+    # -- training ---------------------------------------------------------------------------
+
+    def _sync_counts(self) -> None:
+        import torch
+        import torch.distributed as dist
+
+        local = torch.from_numpy(self._local_counts.copy())
+        if self.rt.world_size > 1:
+            dist.all_reduce(local)
+        self.counts += local.numpy()
+        self._local_counts[:] = 0
+
+    def _batch(self, first: int, size: int, dataset: Any) -> dict[str, Any]:
+        import torch
+
+        samples = [dataset[i] for i in range(first, first + size)]
+        batch: dict[str, Any] = {
+            key: torch.stack([s[key] for s in samples]).to(self.rt.device, non_blocking=True)
+            for key in ("tokens", "labels", "loss_mask", "position_ids")
+        }
+        batch["dataset_id"] = [int(s["dataset_id"]) for s in samples]
+        return batch
+
+    def _check_vocab(self, batch: dict[str, Any]) -> None:
+        top = int(max(batch["tokens"].max(), batch["labels"].max()))
+        if top >= self.cfg.vocab_size:
+            raise DataError(
+                f"the data holds token id {top}, but proxy.vocab_size is {self.cfg.vocab_size}; "
+                "set proxy.vocab_size to the tokenizer's vocabulary size (above every token id)"
+            )
+
+    def _loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+        """(sum of token losses, number of tokens) of a batch."""
+        with self.rt.autocast():
+            per_token = model(
+                batch["tokens"],
+                batch["position_ids"],
+                self._attention_mask(batch["tokens"].shape[1]),
+                labels=batch["labels"],
+            )
+        mask = batch["loss_mask"].float()
+        return (per_token.float() * mask).sum(), mask.sum()
+
+    def _attention_mask(self, seq_length: int) -> Any:
+        import torch
+
+        cached = getattr(self, "_mask", None)
+        if cached is None or cached.shape[-1] != seq_length:
+            ones = torch.ones(1, 1, seq_length, seq_length, dtype=torch.bool, device=self.rt.device)
+            self._mask = torch.triu(ones, diagonal=1)  # True = masked (the future)
+        return self._mask
+
+    def train(self) -> None:
+        """Run the remaining steps."""
+        import torch
+        import torch.distributed as dist
+
+        cfg, rt = self.cfg, self.rt
+        per_rank = cfg.global_batch_size // rt.world_size
+        self.model.train()
+        while self.step < cfg.num_steps:
+            t0 = time.perf_counter()
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = torch.zeros((), device=rt.device)
+            for m in range(self.num_micro):
+                first = self.step * cfg.global_batch_size + rt.rank * per_rank
+                first += m * cfg.micro_batch_size
+                batch = self._batch(first, cfg.micro_batch_size, self.data.dataset)
+                self._check_vocab(batch)
+                np.add.at(self._local_counts, batch["dataset_id"], 1)
+                sync = m == self.num_micro - 1 or rt.world_size == 1
+                ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
+                with ctx:
+                    loss_sum, n = self._loss(self.forward_model, batch)
+                    loss = loss_sum / n
+                    (loss / self.num_micro).backward()
+                step_loss += loss.detach() / self.num_micro
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            if rt.world_size > 1:
+                dist.all_reduce(step_loss)
+                step_loss /= rt.world_size
+            self.interval_sum += float(step_loss)
+            self.interval_steps += 1
+            dt = time.perf_counter() - t0
+            self.train_time_s += dt
+            self.train_time_here += dt
+            self.tokens_trained_here += cfg.tokens_per_step
+            if self.interval_steps == cfg.log_interval or self.step == cfg.num_steps:
+                mean = self.interval_sum / self.interval_steps
+                self.curve.append([self.step, mean])
+                self.interval_sum, self.interval_steps = 0.0, 0
+                log.info(
+                    "step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s",
+                    self.step,
+                    cfg.num_steps,
+                    mean,
+                    self.scheduler.get_last_lr()[0],
+                    self.tokens_trained_here / max(self.train_time_here, 1e-9),
+                )
+            if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
+                self.save_checkpoint()
+        self.save_checkpoint()
+
+    def realised_tokens(self, names: list[str]) -> dict[str, int]:
+        """Tokens trained per domain, from the ``dataset_id`` of every consumed sample."""
+        out = dict.fromkeys(names, 0)
+        for domain, n in zip(self.data.prefix_domains, self.counts.tolist(), strict=True):
+            out[domain] += int(n) * self.cfg.seq_length
+        return out
+
+    def evaluate(self, eval_set: Any) -> float:
+        """Mean token loss over an evaluation set (sharded over ranks)."""
+        import torch
+        import torch.distributed as dist
+
+        refs = eval_set.sample_refs()[self.rt.rank :: self.rt.world_size]
+        total = torch.zeros(2, dtype=torch.float64, device=self.rt.device)
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, len(refs), self.cfg.micro_batch_size):
+                chunk = refs[i : i + self.cfg.micro_batch_size]
+                samples = [eval_set.parts[k][j] for k, j in chunk]
+                batch = {
+                    key: torch.stack([s[key] for s in samples]).to(self.rt.device)
+                    for key in ("tokens", "labels", "loss_mask", "position_ids")
+                }
+                self._check_vocab(batch)
+                loss_sum, n = self._loss(self.model, batch)
+                total[0] += loss_sum.double()
+                total[1] += n.double()
+        self.model.train()
+        if self.rt.world_size > 1:
+            dist.all_reduce(total)
+        return float(total[0] / total[1])
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def _run_dir(study: Mapping[str, Any]) -> Path:
+    if "run_dir" not in study:
+        raise ConfigError(
+            "the study config has no run_dir; add one, or pass --mixtures and --out explicitly"
+        )
+    return resolve_path(str(study["run_dir"]), str(study.get("_config_dir", ".")))
+
+
+def mixture_weights(path: str | Path, mixture_id: str) -> dict[str, float]:
+    """The weights of one row of a mixtures table."""
+    table = read_table(path)
+    row = table.row(mixture_id)
+    return {name: float(w) for name, w in zip(table.columns, row, strict=True)}
+
+
+def configure_train_proxy(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix train-proxy``."""
+    parser.add_argument("config", help="study YAML with 'domains' and 'proxy' sections")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--mixture", metavar="ID", help="train the row ID of the mixtures table")
+    which.add_argument("--weights", metavar="FILE", help="train the mixture of a weights YAML")
+    parser.add_argument(
+        "--mixtures", metavar="FILE", help="mixtures table (default: <run_dir>/mixtures.csv)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="output folder (default: <run_dir>/proxies/ID)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the resolved config and blend, train nothing"
+    )
+
+
+def command_train_proxy(args: argparse.Namespace) -> int:
+    """``regmix train-proxy CONFIG (--mixture ID | --weights FILE) [--out DIR]``."""
+    study = load_study(args.config)
+    if args.weights:
+        from regmix_plugin.mixtures import load_weights_yaml, mixture_id
+
+        weights = dict(load_weights_yaml(args.weights))
+        mid = str(mixture_id(weights))
+    else:
+        if args.mixtures is not None:
+            table = Path(args.mixtures)
+        else:
+            table = _run_dir(study) / "mixtures.csv"
+        weights = mixture_weights(table, args.mixture)
+        mid = args.mixture
+    out = Path(args.out) if args.out else _run_dir(study) / "proxies" / mid
+    if args.dry_run:
+        cfg = proxy_config(study)
+        catalogue = load_catalogue(study)
+        plan = {
+            "mixture_id": mid,
+            "out": str(out),
+            "num_steps": cfg.num_steps,
+            "num_tokens_trained": cfg.num_steps * cfg.tokens_per_step,
+            "blend": [[p, w] for p, w in catalogue.blend(weights)],
+            "proxy": to_dict(cfg),
+        }
+        print(json.dumps(plan, indent=2))
+        return 0
+    train_proxy(study, weights, mid, out)
+    return 0
