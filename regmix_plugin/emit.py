@@ -1,0 +1,541 @@
+"""Blend configs for every part of the stack, from one mixture (``regmix emit``).
+
+From a mixture (a row of ``mixtures.csv`` or the optimizer's ``weights.yaml``) this writes, into
+one folder:
+
+==============================  ==============================================================
+file                            use
+==============================  ==============================================================
+``megatron_lm_data_path.txt``   Megatron-LM ``--data-path W1 P1 W2 P2 ...`` (for a launch line)
+``data_args.txt``               Megatron-LM ``--data-args-path``
+``per_split_data_args.json``    Megatron-LM ``--per-split-data-args-path``
+``mcore_blend.json`` / ``.py``  megatron-core ``BlendedMegatronDatasetConfig(blend=, split=)``
+``nemo1_data.yaml``             NeMo 1 ``model.data.data_prefix`` (merge into the model config)
+``nemo2_data.py``               NeMo 2 ``llm.PreTrainingDataModule(paths=...)`` snippet
+``nemo2_data.yaml``             NeMo 2 / NeMo-Run: the data module as a ``_target_`` config
+``bridge_dataset.yaml`` / .py   Megatron-Bridge ``GPTDatasetConfig(blend=..., split=...)``
+``blend_summary.txt``           epochs each domain implies for the token budget, and warnings
+``weights.yaml``                the mixture itself (domain weights, id)
+``manifest.json``               written last: files, mixture id, epochs, warnings
+==============================  ==============================================================
+
+A domain with several prefixes splits its weight over them in proportion to their tokens; domains
+of weight 0 are left out (Megatron rejects zero weights). Weights are written as given, never
+renormalised: the mixture must name every domain and sum to 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regmix_plugin.config import from_dict, load_study, resolve_path
+from regmix_plugin.domains import Catalogue, load_catalogue
+from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.io import atomic_write_json, atomic_write_text
+from regmix_plugin.mixtures import (
+    MIXTURES_FILE,
+    load_weights_yaml,
+    mixture_id,
+    read_mixtures,
+    study_run_dir,
+)
+
+#: The NeMo 2 data module, as NeMo-Run's YAML serializer names it.
+NEMO2_TARGET = "nemo.collections.llm.gpt.data.pre_training.PreTrainingDataModule"
+MANIFEST_FILE = "manifest.json"
+_SPLIT_RE = re.compile(r"^\s*\d+(\.\d*)?(\s*,\s*\d+(\.\d*)?){0,2}\s*$")
+
+Blend = list[tuple[str, float]]
+
+
+@dataclass(kw_only=True, frozen=True)
+class EmitConfig:
+    """The ``emit`` section: which blend formats to write and their shared settings."""
+
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    """Formats to write: any of megatron_lm, mcore, nemo1, nemo2, bridge (default: all)."""
+    split: str = "969,30,1"
+    """Megatron split string (train,valid,test) for the formats that draw all splits from the
+    blend (mcore, NeMo 1, NeMo 2, Bridge)."""
+    num_tokens: int | None = None
+    """Token budget for the epochs report; default ``domains.num_target_tokens``."""
+    valid_data_path: list[str] = field(default_factory=list)
+    """Validation data for ``per_split_data_args.json``: Megatron prefixes, optionally as
+    weight/prefix pairs, relative to the config file (empty: no validation split there)."""
+    test_data_path: list[str] = field(default_factory=list)
+    """Test data for ``per_split_data_args.json``, as ``valid_data_path``."""
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"formats {unknown} are unknown; choose from {list(FORMATS)}")
+        if not self.formats:
+            raise ValueError(f"formats is empty; choose from {list(FORMATS)}")
+        if not _SPLIT_RE.match(self.split) or not any(float(x) > 0 for x in self.split.split(",")):
+            raise ValueError(
+                f"split {self.split!r} is not a Megatron split string like '969,30,1' "
+                "(up to three non-negative numbers, at least one > 0)"
+            )
+        if self.num_tokens is not None and self.num_tokens <= 0:
+            raise ValueError(f"num_tokens must be > 0, got {self.num_tokens}")
+
+
+@dataclass(frozen=True)
+class DomainEpochs:
+    """What a mixture implies for one domain in a run of a given token budget."""
+
+    name: str
+    """The domain."""
+    weight: float
+    """Its weight in the mixture."""
+    num_tokens: int
+    """Tokens available in the domain."""
+    num_tokens_used: float
+    """Tokens the run draws from it (weight x budget)."""
+    epochs: float
+    """Passes over the domain (tokens used / tokens available)."""
+    max_epochs: float | None
+    """The domain's cap, if any."""
+
+    @property
+    def over_cap(self) -> bool:
+        """True when the run repeats the domain more than its cap."""
+        return self.max_epochs is not None and self.epochs > self.max_epochs * (1 + 1e-9)
+
+
+@dataclass(frozen=True)
+class EmitResult:
+    """What :func:`emit_blends` wrote."""
+
+    out_dir: Path
+    """The folder."""
+    files: list[Path]
+    """Every file written, manifest last."""
+    mixture_id: str
+    """The mixture's id."""
+    blend: Blend
+    """The flat Megatron blend (prefix, weight)."""
+    epochs: list[DomainEpochs]
+    """Per-domain epochs for the token budget."""
+    num_tokens: int
+    """The token budget the epochs are for."""
+    warnings: list[str]
+    """One line per domain repeated more than its cap."""
+
+
+# -- formats --------------------------------------------------------------------------------------
+
+
+def _flat(blend: Blend) -> list[str]:
+    """``[w1, p1, w2, p2, ...]`` as strings: what ``--data-path`` and NeMo's ``paths`` take."""
+    out: list[str] = []
+    for prefix, w in blend:
+        out += [repr(float(w)), prefix]
+    return out
+
+
+def _comment(header: Sequence[str]) -> str:
+    return "".join(f"# {line}\n" if line else "#\n" for line in header)
+
+
+def _megatron_lm(
+    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+) -> dict[str, str]:
+    line = "--data-path " + " ".join(shlex.quote(x) for x in _flat(blend))
+    data_args = "".join(f"{w!r} {p}\n" for p, w in blend)
+    return {
+        "megatron_lm_data_path.txt": line + "\n",
+        "data_args.txt": data_args,
+        "per_split_data_args.json": json.dumps(per_split, indent=2) + "\n",
+    }
+
+
+def _mcore(
+    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+) -> dict[str, str]:
+    prefixes = [p for p, _ in blend]
+    weights = [float(w) for _, w in blend]
+    py = (
+        _comment(header)
+        + '"""megatron-core blend: pass BLEND and SPLIT to a BlendedMegatronDatasetConfig.\n\n'
+        "    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig\n"
+        "    config = GPTDatasetConfig(blend=BLEND, split=SPLIT, random_seed=..., "
+        "sequence_length=..., tokenizer=..., reset_position_ids=False, "
+        "reset_attention_mask=False, eod_mask_loss=False)\n"
+        '"""\n\n'
+        f"BLEND = (\n    {json.dumps(prefixes)},\n    {json.dumps(weights)},\n)\n"
+        f"SPLIT = {split!r}\n"
+    )
+    return {
+        "mcore_blend.json": json.dumps({"blend": [prefixes, weights], "split": split}, indent=2)
+        + "\n",
+        "mcore_blend.py": py,
+    }
+
+
+def _nemo1(
+    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+) -> dict[str, str]:
+    data_prefix: list[Any] = []
+    for prefix, w in blend:
+        data_prefix += [float(w), prefix]
+    doc = {"model": {"data": {"data_prefix": data_prefix, "splits_string": split}}}
+    text = _comment(
+        [*header, "", "NeMo 1 (megatron_gpt_config.yaml): merge into the model config."]
+    )
+    return {"nemo1_data.yaml": text + yaml.safe_dump(doc, sort_keys=False, width=1000)}
+
+
+def _nemo2(
+    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+) -> dict[str, str]:
+    paths = _flat(blend)
+    py = (
+        _comment(header) + '"""NeMo 2 data module for this mixture.\n\n'
+        "In a NeMo-Run recipe: ``recipe.data.paths = PATHS; recipe.data.split = SPLIT``, or\n"
+        "``recipe.data = data_config(seq_length=..., global_batch_size=...)``.\n"
+        '"""\n\n'
+        f"PATHS = {json.dumps(paths, indent=4)}\n"
+        f"SPLIT = {split!r}\n\n\n"
+        "def data_config(**kwargs):\n"
+        '    """``run.Config`` of ``llm.PreTrainingDataModule`` on this blend."""\n'
+        "    import nemo_run as run\n"
+        "    from nemo.collections import llm\n\n"
+        "    return run.Config(llm.PreTrainingDataModule, paths=PATHS, split=SPLIT, **kwargs)\n\n\n"
+        "def data_module(**kwargs):\n"
+        '    """``llm.PreTrainingDataModule`` on this blend (checks that the files exist)."""\n'
+        "    from nemo.collections import llm\n\n"
+        "    return llm.PreTrainingDataModule(paths=PATHS, split=SPLIT, **kwargs)\n"
+    )
+    doc = {"_target_": NEMO2_TARGET, "paths": paths, "split": split}
+    text = _comment(
+        [
+            *header,
+            "",
+            "NeMo-Run: nemo_run.core.serialization.yaml.YamlSerializer().deserialize(text)",
+            "gives run.Config(llm.PreTrainingDataModule, ...); set it as recipe.data.",
+        ]
+    )
+    return {
+        "nemo2_data.py": py,
+        "nemo2_data.yaml": text + yaml.safe_dump(doc, sort_keys=False, width=1000),
+    }
+
+
+def _bridge(
+    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+) -> dict[str, str]:
+    prefixes = [p for p, _ in blend]
+    weights = [float(w) for _, w in blend]
+    doc = {"dataset": {"blend": [prefixes, weights], "split": split}}
+    text = _comment(
+        [
+            *header,
+            "",
+            "Megatron-Bridge: merge into the ConfigContainer (the dataset is a GPTDatasetConfig).",
+        ]
+    )
+    py = (
+        _comment(header) + '"""Megatron-Bridge dataset settings for this mixture.\n\n'
+        "    from megatron.bridge.training.config import GPTDatasetConfig\n"
+        "    cfg.dataset = GPTDatasetConfig(blend=BLEND, split=SPLIT, random_seed=..., "
+        "sequence_length=..., reset_position_ids=False, reset_attention_mask=False, "
+        "eod_mask_loss=False)\n\n"
+        "or, with the recipes' helper,\n\n"
+        "    from megatron.bridge.recipes.utils.dataset_utils import "
+        "get_blend_fields_from_data_paths\n"
+        "    blend, blend_per_split, split = get_blend_fields_from_data_paths("
+        "data_paths=DATA_PATHS)\n"
+        '"""\n\n'
+        f"BLEND = (\n    {json.dumps(prefixes)},\n    {json.dumps(weights)},\n)\n"
+        f"SPLIT = {split!r}\n"
+        f"DATA_PATHS = {json.dumps(_flat(blend), indent=4)}\n"
+    )
+    return {
+        "bridge_dataset.yaml": text + yaml.safe_dump(doc, sort_keys=False, width=1000),
+        "bridge_dataset.py": py,
+    }
+
+
+FormatWriter = Callable[[Blend, dict[str, Any], str, Sequence[str]], dict[str, str]]
+
+#: Blend formats by name: each returns ``{file name: text}``.
+FORMATS: dict[str, FormatWriter] = {
+    "megatron_lm": _megatron_lm,
+    "mcore": _mcore,
+    "nemo1": _nemo1,
+    "nemo2": _nemo2,
+    "bridge": _bridge,
+}
+
+
+# -- epochs ---------------------------------------------------------------------------------------
+
+
+def domain_epochs(
+    catalogue: Catalogue, weights: Mapping[str, float], num_tokens: int
+) -> list[DomainEpochs]:
+    """Per-domain epochs that ``weights`` implies for a run of ``num_tokens`` tokens."""
+    w = catalogue.weight_vector(weights, tolerance=math.inf)
+    return [
+        DomainEpochs(
+            name=d.name,
+            weight=float(wd),
+            num_tokens=d.num_tokens,
+            num_tokens_used=float(wd) * num_tokens,
+            epochs=float(wd) * num_tokens / d.num_tokens,
+            max_epochs=d.max_epochs,
+        )
+        for d, wd in zip(catalogue.domains, w, strict=True)
+    ]
+
+
+def epoch_warnings(epochs: Sequence[DomainEpochs], num_tokens: int) -> list[str]:
+    """One line per domain that the run repeats more than its cap."""
+    return [
+        f"WARNING: domain {e.name!r} is repeated {e.epochs:.2f} times in a {num_tokens:,}-token "
+        f"run, over its cap of {e.max_epochs:g} epochs (weight {e.weight:.4g}, "
+        f"{e.num_tokens:,} tokens available)"
+        for e in epochs
+        if e.over_cap
+    ]
+
+
+def format_epochs(epochs: Sequence[DomainEpochs], num_tokens: int) -> str:
+    """The epochs table: domain, weight, tokens available, tokens used, epochs, cap."""
+    header = ["domain", "weight", "tokens", "tokens_used", "epochs", "max_epochs", ""]
+    rows = [
+        [
+            e.name,
+            f"{e.weight:.4f}",
+            f"{e.num_tokens:,}",
+            f"{e.num_tokens_used:,.0f}",
+            f"{e.epochs:.3f}",
+            "-" if e.max_epochs is None else f"{e.max_epochs:g}",
+            "OVER CAP" if e.over_cap else "",
+        ]
+        for e in epochs
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    out = [f"epochs for a run of {num_tokens:,} tokens", line(header), *map(line, rows)]
+    out += epoch_warnings(epochs, num_tokens)
+    return "\n".join(out) + "\n"
+
+
+# -- the stage ------------------------------------------------------------------------------------
+
+
+def _split_data_path(values: Sequence[str], base_dir: str, where: str) -> list[str] | None:
+    """A Megatron data-path list with prefixes resolved and checked; None when empty."""
+    if not values:
+        return None
+    pairs = len(values) % 2 == 0 and all(_is_number(v) for v in values[0::2])
+    out: list[str] = []
+    for i, v in enumerate(values):
+        if pairs and i % 2 == 0:
+            out.append(repr(float(v)))
+            continue
+        full = str(resolve_path(v, base_dir))
+        if not Path(f"{full}.idx").is_file() or not Path(f"{full}.bin").is_file():
+            raise DataError(
+                f"{where}: prefix {v!r} has no {full}.idx/.bin; fix the path (relative paths "
+                "are relative to the config file)"
+            )
+        out.append(os.path.abspath(full))
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def emit_blends(
+    catalogue: Catalogue,
+    weights: Mapping[str, float],
+    out_dir: str | os.PathLike[str],
+    config: EmitConfig | None = None,
+    *,
+    base_dir: str = ".",
+    source: str = "",
+) -> EmitResult:
+    """Write every configured blend format for ``weights`` into ``out_dir``.
+
+    ``weights`` must name every catalogue domain and sum to 1 (:class:`DataError` otherwise).
+    Every file is generated before any is written; each is written atomically, and
+    ``manifest.json`` last. ``base_dir`` resolves relative paths of ``config``.
+    """
+    config = config or EmitConfig()
+    blend = catalogue.blend(weights)
+    if not blend:
+        raise DataError("the mixture has no non-zero weight; nothing to blend")
+    mid = mixture_id(weights)
+    num_tokens = config.num_tokens or catalogue.num_target_tokens
+    epochs = domain_epochs(catalogue, weights, num_tokens)
+    warnings = epoch_warnings(epochs, num_tokens)
+    header = [
+        f"regmix emit: mixture {mid}" + (f" ({source})" if source else ""),
+        f"epochs for a {num_tokens:,}-token run (see blend_summary.txt):",
+        *(
+            f"  {e.name}: weight {e.weight:.4g}, {e.epochs:.3f} epochs"
+            + ("" if e.max_epochs is None else f" (cap {e.max_epochs:g})")
+            for e in epochs
+            if e.weight > 0
+        ),
+        *warnings,
+    ]
+    per_split = {
+        "train": _flat(blend),
+        "valid": _split_data_path(config.valid_data_path, base_dir, "emit.valid_data_path"),
+        "test": _split_data_path(config.test_data_path, base_dir, "emit.test_data_path"),
+    }
+    texts: dict[str, str] = {}
+    for name in config.formats:
+        texts.update(FORMATS[name](blend, per_split, config.split, header))
+    summary = f"mixture {mid}" + (f" ({source})" if source else "") + "\n"
+    texts["blend_summary.txt"] = summary + format_epochs(epochs, num_tokens)
+    weights_doc = {
+        "mixture_id": mid,
+        "source": source,
+        "weights": {n: float(weights[n]) for n in catalogue.names},
+    }
+    texts["weights.yaml"] = yaml.safe_dump(weights_doc, sort_keys=False)
+
+    out = Path(out_dir)
+    manifest_path = out / MANIFEST_FILE
+    _remove_stale(out, manifest_path, set(texts))
+    files = []
+    for fname, text in texts.items():
+        atomic_write_text(out / fname, text)
+        files.append(out / fname)
+    atomic_write_json(
+        manifest_path,
+        {
+            "mixture_id": mid,
+            "source": source,
+            "formats": list(config.formats),
+            "files": sorted(texts),
+            "split": config.split,
+            "num_tokens": num_tokens,
+            "epochs": {e.name: e.epochs for e in epochs},
+            "warnings": warnings,
+        },
+    )
+    files.append(manifest_path)
+    return EmitResult(
+        out_dir=out,
+        files=files,
+        mixture_id=mid,
+        blend=blend,
+        epochs=epochs,
+        num_tokens=num_tokens,
+        warnings=warnings,
+    )
+
+
+def _remove_stale(out: Path, manifest_path: Path, keep: set[str]) -> None:
+    """Remove files an earlier emit listed in its manifest that this one does not write."""
+    if not manifest_path.is_file():
+        return
+    try:
+        old = json.loads(manifest_path.read_text(encoding="utf-8")).get("files", [])
+    except (ValueError, AttributeError):
+        return
+    for fname in old:
+        if isinstance(fname, str) and fname not in keep and "/" not in fname:
+            with contextlib.suppress(FileNotFoundError):
+                (out / fname).unlink()
+
+
+def emit_config(study: Mapping[str, Any]) -> EmitConfig:
+    """The study's ``emit`` section (all defaults when absent)."""
+    return from_dict(EmitConfig, study.get("emit") or {}, "emit")
+
+
+def emit_study(
+    study: Mapping[str, Any],
+    *,
+    mixture: str | None = None,
+    mixtures_path: str | os.PathLike[str] | None = None,
+    weights_path: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> EmitResult:
+    """Run the ``emit`` stage: one mixture (by id from a mixtures table, or a weights YAML).
+
+    Defaults: ``<run_dir>/mixtures.csv`` and ``<run_dir>/blend/``.
+    """
+    if (mixture is None) == (weights_path is None):
+        raise ConfigError("give exactly one of a mixture id (--mixture) or a weights file")
+    config = emit_config(study)
+    catalogue = load_catalogue(study)
+    if weights_path is not None:
+        weights = load_weights_yaml(weights_path)
+        source = f"weights {Path(weights_path).name}"
+    else:
+        assert mixture is not None
+        path = Path(mixtures_path) if mixtures_path is not None else None
+        if path is None:
+            path = study_run_dir(study) / MIXTURES_FILE
+        table = read_mixtures(path)
+        if table.names != catalogue.names:
+            raise DataError(
+                f"{path}: columns {table.names} do not match the catalogue's domains "
+                f"{catalogue.names}; sample again or use the matching config"
+            )
+        weights = table.row(mixture)
+        source = f"{path.name} row {mixture}"
+    out = Path(out_dir) if out_dir is not None else study_run_dir(study) / "blend"
+    return emit_blends(
+        catalogue, weights, out, config, base_dir=str(study.get("_config_dir", ".")), source=source
+    )
+
+
+def configure_emit(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix emit``."""
+    parser.add_argument("config", help="study YAML (domains, optional emit section)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--mixture", help="mixture id: a row of the mixtures table")
+    which.add_argument("--weights", help="YAML with a 'weights:' mapping (e.g. weights.yaml)")
+    parser.add_argument(
+        "--mixtures", default=None, help="mixtures table (default: <run_dir>/mixtures.csv)"
+    )
+    parser.add_argument("--out", default=None, help="output folder (default: <run_dir>/blend)")
+
+
+def command_emit(args: argparse.Namespace) -> int:
+    """``regmix emit CONFIG (--mixture ID [--mixtures FILE] | --weights FILE) [--out DIR]``."""
+    if args.mixtures is not None and args.mixture is None:
+        raise ConfigError("--mixtures goes with --mixture ID")
+    result = emit_study(
+        load_study(args.config),
+        mixture=args.mixture,
+        mixtures_path=args.mixtures,
+        weights_path=args.weights,
+        out_dir=args.out,
+    )
+    print(f"mixture {result.mixture_id}: {len(result.blend)} prefixes")
+    print(format_epochs(result.epochs, result.num_tokens), end="")
+    print(f"wrote {len(result.files)} files to {result.out_dir}")
+    return 0

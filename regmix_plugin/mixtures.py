@@ -1,0 +1,504 @@
+"""The RegMix mixture design: Dirichlet draws around a prior, under epoch caps (``regmix sample``).
+
+Each draw picks a concentration strength ``s`` uniformly from ``num_strengths`` log-spaced values
+in ``[min_strength, max_strength]`` and draws ``w ~ Dirichlet(s * p)``, where ``p`` is the
+catalogue's prior raised to the power ``temperature`` and renormalised (``temperature`` 1 keeps the
+prior, 0 makes it uniform). Small strengths give sparse mixtures, large ones mixtures near ``p``.
+Then, per draw:
+
+1. weights under ``min_weight`` are set to 0 and the rest renormalised;
+2. the weights are rounded to multiples of ``grid`` by largest remainder, so they sum to exactly 1;
+3. the draw is rejected if any domain's weight exceeds its cap ``max_epochs * tokens /
+   num_target_tokens`` (the final run would repeat it more than ``max_epochs`` times);
+4. duplicates are removed (first draw kept).
+
+``num_mixtures * draw_multiplier`` draws are made; ``num_mixtures`` of the distinct accepted ones
+are chosen uniformly at random (kept in draw order). Everything comes from one
+``numpy.random.default_rng(seed)``, so a seed gives a byte-identical ``mixtures.csv``.
+
+The paper's settings (``configs/pile.yaml``): temperature 0.5, 15 strengths from 0.1 to 5, cap
+15 x the token share, ``min_weight`` and ``grid`` 2e-4, 100 draws per mixture, 512 mixtures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from regmix_plugin.config import from_dict, load_study, resolve_path, to_dict
+from regmix_plugin.domains import WEIGHT_SUM_TOLERANCE, Catalogue, load_catalogue
+from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
+from regmix_plugin.io import atomic_write_json
+from regmix_plugin.tables import ID_COLUMN, Table, read_table, write_table
+
+#: Bumped whenever the draws for a given config and seed change.
+SAMPLER_VERSION = 1
+#: Draws are made in blocks of this many rows (fixed: the random stream depends on it).
+_BLOCK = 4096
+MIXTURES_FILE = "mixtures.csv"
+SUMMARY_FILE = "mixtures_summary.json"
+
+
+@dataclass(kw_only=True, frozen=True)
+class SampleConfig:
+    """The ``sample`` section: how the proxy mixtures are drawn."""
+
+    num_mixtures: int
+    """How many distinct mixtures to write (the paper: 512)."""
+    seed: int = 0
+    """Seed of ``numpy.random.default_rng``; the same seed gives the same mixtures.csv."""
+    temperature: float = 1.0
+    """Exponent on the prior before renormalising: 1 keeps it, 0 makes it uniform (paper: 0.5)."""
+    min_strength: float = 0.1
+    """Smallest Dirichlet concentration strength (multiplies the prior)."""
+    max_strength: float = 5.0
+    """Largest Dirichlet concentration strength."""
+    num_strengths: int = 15
+    """How many log-spaced strengths between min and max; each draw picks one uniformly."""
+    min_weight: float = 2e-4
+    """Weights under this are set to 0 before renormalising and rounding."""
+    grid: float = 2e-4
+    """Weights are rounded to multiples of this (1/grid must be an integer)."""
+    draw_multiplier: int = 100
+    """Draws made per requested mixture; the mixtures are chosen among the accepted ones."""
+
+    def __post_init__(self) -> None:
+        if self.num_mixtures < 1:
+            raise ValueError(f"num_mixtures must be >= 1, got {self.num_mixtures}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not (0 < self.min_strength <= self.max_strength < math.inf):
+            raise ValueError(
+                "need 0 < min_strength <= max_strength, got "
+                f"min_strength={self.min_strength}, max_strength={self.max_strength}"
+            )
+        if self.num_strengths < 1:
+            raise ValueError(f"num_strengths must be >= 1, got {self.num_strengths}")
+        if self.num_strengths == 1 and self.min_strength != self.max_strength:
+            raise ValueError(
+                "num_strengths is 1 but min_strength != max_strength; set both to the one "
+                "strength, or raise num_strengths"
+            )
+        if not (0 <= self.min_weight < 1):
+            raise ValueError(f"min_weight must be in [0, 1), got {self.min_weight}")
+        if not (0 < self.grid <= 1):
+            raise ValueError(f"grid must be in (0, 1], got {self.grid}")
+        units = 1.0 / self.grid
+        if abs(units - round(units)) > 1e-6 * units or round(units) > 10**9:
+            raise ValueError(
+                f"1/grid must be an integer of at most 1e9 (grid {self.grid} gives {units}); "
+                "use a grid like 1e-3, 2e-4 or 1e-4"
+            )
+        if self.draw_multiplier < 1:
+            raise ValueError(f"draw_multiplier must be >= 1, got {self.draw_multiplier}")
+
+    @property
+    def num_units(self) -> int:
+        """Grid steps in 1: weights are integers out of this."""
+        return round(1.0 / self.grid)
+
+    def strengths(self) -> np.ndarray:
+        """The log-spaced concentration strengths."""
+        if self.num_strengths == 1:
+            return np.array([self.min_strength])
+        return np.geomspace(self.min_strength, self.max_strength, self.num_strengths)
+
+
+# -- identities, reading and writing --------------------------------------------------------------
+
+
+def canonical_weights(weights: Mapping[str, float]) -> str:
+    """The canonical text of a mixture: non-zero weights, sorted by name, 12 decimals.
+
+    Zero weights are left out (they do not change the blend); 12 decimals absorb float noise such
+    as ``0.30000000000000004``.
+    """
+    parts = []
+    for name in sorted(weights):
+        w = float(weights[name])
+        if not math.isfinite(w) or w < 0:
+            raise DataError(f"weight of {name!r} is {w}; weights must be finite and >= 0")
+        text = f"{w:.12f}".rstrip("0").rstrip(".")
+        if text not in ("0", ""):
+            parts.append(f"{name}={text}")
+    return ";".join(parts)
+
+
+def mixture_id(weights: Mapping[str, float]) -> str:
+    """12 hex digits of the SHA-256 of :func:`canonical_weights`: same weights, same id."""
+    return hashlib.sha256(canonical_weights(weights).encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Mixtures:
+    """A mixtures table: ids, domain names and a weight matrix ``[len(ids), len(names)]``."""
+
+    ids: list[str]
+    """Mixture ids (``mixture_id``), one per row."""
+    names: list[str]
+    """Domain names, one per column."""
+    weights: np.ndarray
+    """float64 ``[len(ids), len(names)]``, rows sum to 1."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, mixture: str) -> dict[str, float]:
+        """The weights of one mixture as ``{domain: weight}``; an unknown id is a DataError."""
+        try:
+            i = self.ids.index(mixture)
+        except ValueError:
+            raise DataError(
+                f"mixture {mixture!r} is not in the table ({len(self.ids)} mixtures, e.g. "
+                f"{self.ids[:3]})"
+            ) from None
+        return {n: float(w) for n, w in zip(self.names, self.weights[i], strict=True)}
+
+    def rows(self) -> list[dict[str, float]]:
+        """Every mixture as ``{domain: weight}``, in table order."""
+        return [{n: float(w) for n, w in zip(self.names, r, strict=True)} for r in self.weights]
+
+    def table(self) -> Table:
+        """As a :class:`regmix_plugin.tables.Table` (id column ``mixture_id``)."""
+        return Table(ID_COLUMN, list(self.ids), list(self.names), self.weights)
+
+
+def read_mixtures(
+    path: str | os.PathLike[str], *, tolerance: float = WEIGHT_SUM_TOLERANCE
+) -> Mixtures:
+    """Read a mixtures table (first column the id, one weight column per domain).
+
+    Every weight must be finite and >= 0 and every row must sum to 1 within ``tolerance``
+    (the paper's released tables, rounded to 3 decimals, need ``tolerance=0.005``).
+    """
+    t = read_table(path)
+    w = t.values
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(
+            f"{path}: mixture {t.ids[i]!r}, domain {t.columns[j]!r}: weight {w[i, j]} is not a "
+            "finite number >= 0"
+        )
+    sums = w.sum(axis=1)
+    off = np.abs(sums - 1.0) > tolerance
+    if off.any():
+        i = int(np.argmax(off))
+        raise DataError(
+            f"{path}: the weights of mixture {t.ids[i]!r} sum to {sums[i]!r}, not 1 "
+            f"(tolerance {tolerance:g}); fix the row ({int(off.sum())} rows are off)"
+        )
+    return Mixtures(ids=t.ids, names=t.columns, weights=w)
+
+
+def write_mixtures(path: str | os.PathLike[str], mixtures: Mixtures) -> None:
+    """Write ``mixtures.csv`` atomically (floats in shortest round-trip form)."""
+    write_table(path, mixtures.table())
+
+
+def load_weights_yaml(path: str | os.PathLike[str]) -> dict[str, float]:
+    """The ``weights:`` mapping of a YAML file (the optimizer's ``weights.yaml``).
+
+    Other top-level keys are allowed and ignored. Each weight must be a finite number >= 0;
+    whether the names match a catalogue is checked where the weights are used.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"weights file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or "weights" not in data:
+        raise DataError(f"{p}: expected a top-level 'weights:' mapping of domain -> weight")
+    raw = data["weights"]
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{p}: 'weights' must be a non-empty mapping of domain -> weight")
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(f"{p}: weights.{name} is {value!r}, not a number")
+        w = float(value)
+        if not math.isfinite(w) or w < 0:
+            raise DataError(f"{p}: weights.{name} is {w}; weights must be finite and >= 0")
+        out[str(name)] = w
+    return out
+
+
+# -- sampling -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """The mixtures drawn by :func:`sample_mixtures` and what happened to every draw."""
+
+    mixtures: Mixtures
+    """The chosen mixtures, in draw order."""
+    summary: dict[str, Any] = field(default_factory=dict)
+    """Counts and statistics (written as mixtures_summary.json)."""
+
+
+def _tempered_prior(prior: np.ndarray, temperature: float) -> np.ndarray:
+    p = prior**temperature
+    return p / p.sum()
+
+
+def _dirichlet_block(
+    rng: np.random.Generator, p: np.ndarray, strengths: np.ndarray, num_rows: int
+) -> np.ndarray:
+    """``num_rows`` Dirichlet draws, each with a strength chosen uniformly from ``strengths``.
+
+    Gamma variates are drawn in log space (``Gamma(a) = Gamma(a + 1) * U**(1/a)``), so that
+    concentrations far below 1 never underflow to an all-zero row.
+    """
+    k = rng.integers(len(strengths), size=num_rows)
+    alpha = strengths[k][:, None] * p[None, :]
+    g = rng.standard_gamma(alpha + 1.0)
+    u = 1.0 - rng.random(alpha.shape)  # in (0, 1]: log never -inf
+    log_x = np.log(g) + np.log(u) / alpha
+    log_x -= log_x.max(axis=1, keepdims=True)
+    x = np.exp(log_x)
+    return x / x.sum(axis=1, keepdims=True)
+
+
+def _round_to_grid(w: np.ndarray, num_units: int) -> np.ndarray:
+    """Largest-remainder rounding of rows that sum to 1 into integers that sum to ``num_units``."""
+    scaled = w * num_units
+    base = np.floor(scaled)
+    rem = scaled - base
+    short = num_units - base.sum(axis=1).astype(np.int64)
+    order = np.argsort(-rem, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(w.shape[1])[None, :].repeat(len(w), 0), axis=1)
+    units = base.astype(np.int64) + (ranks < short[:, None])
+    return units
+
+
+def sample_mixtures(catalogue: Catalogue, config: SampleConfig) -> SampleResult:
+    """Draw ``config.num_mixtures`` distinct mixtures over ``catalogue`` (see the module doc).
+
+    Raises :class:`InfeasibleError` when the caps sum below 1, when every draw breaks a cap, or
+    when fewer distinct mixtures than asked for survive; the message names the settings to change.
+    """
+    names = catalogue.names
+    num_domains = len(names)
+    caps = catalogue.max_weights()
+    cap_sum = float(np.minimum(caps, 1.0).sum())
+    if cap_sum < 1.0:
+        detail = ", ".join(f"{n} {c:.4g}" for n, c in zip(names, caps, strict=True))
+        raise InfeasibleError(
+            f"the domains' weight caps (max_epochs x tokens / num_target_tokens = "
+            f"{catalogue.num_target_tokens:,}) sum to {cap_sum:.4f} < 1, so no mixture can respect "
+            f"them: {detail}. Raise domains.max_epochs (or a domain's max_epochs), lower "
+            "domains.num_target_tokens, or add data"
+        )
+    if num_domains > 1 and config.min_weight * num_domains > 1.0:
+        raise ConfigError(
+            f"sample.min_weight {config.min_weight} x {num_domains} domains exceeds 1, so a draw "
+            f"could lose every weight; lower sample.min_weight below {1.0 / num_domains:.4g}"
+        )
+    rng = np.random.default_rng(config.seed)
+    p = _tempered_prior(catalogue.prior(), config.temperature)
+    strengths = config.strengths()
+    num_units = config.num_units
+    unit_caps = np.where(np.isinf(caps), np.inf, caps * num_units)
+    num_draws = config.num_mixtures * config.draw_multiplier
+
+    rejected_by_cap = np.zeros(num_domains, dtype=np.int64)
+    num_rejected = 0
+    num_duplicates = 0
+    seen: set[bytes] = set()
+    kept: list[np.ndarray] = []
+    done = 0
+    while done < num_draws:
+        m = min(_BLOCK, num_draws - done)
+        w = _dirichlet_block(rng, p, strengths, m)
+        w = np.where(w < config.min_weight, 0.0, w)
+        w /= w.sum(axis=1, keepdims=True)
+        units = _round_to_grid(w, num_units)
+        # A tiny slack so that a weight exactly at its cap is not rejected by float error.
+        over = units > unit_caps[None, :] * (1 + 1e-12)
+        rejected_by_cap += over.sum(axis=0)
+        bad = over.any(axis=1)
+        num_rejected += int(bad.sum())
+        for row in units[~bad]:
+            key = row.tobytes()
+            if key in seen:
+                num_duplicates += 1
+                continue
+            seen.add(key)
+            kept.append(row)
+        done += m
+
+    num_accepted = num_draws - num_rejected
+    caps_text = ", ".join(
+        f"{n} {int(r)}" for n, r in zip(names, rejected_by_cap, strict=True) if r > 0
+    )
+    if num_accepted == 0:
+        raise InfeasibleError(
+            f"all {num_draws} draws broke a weight cap (draws rejected per domain: {caps_text}); "
+            f"the token budget domains.num_target_tokens = {catalogue.num_target_tokens:,} is too "
+            "large for the data under domains.max_epochs. Raise max_epochs, lower "
+            "num_target_tokens, or raise sample.temperature toward 1 / use an explicit prior "
+            "that respects the caps"
+        )
+    if len(kept) < config.num_mixtures:
+        raise InfeasibleError(
+            f"only {len(kept)} distinct mixtures among {num_draws} draws ({num_rejected} broke a "
+            f"cap, {num_duplicates} were duplicates), fewer than sample.num_mixtures = "
+            f"{config.num_mixtures}. Raise sample.draw_multiplier, use a finer sample.grid, "
+            "raise sample.min_strength, or ask for fewer mixtures"
+        )
+    chosen = np.sort(rng.choice(len(kept), size=config.num_mixtures, replace=False))
+    units_out = np.stack([kept[i] for i in chosen])
+    weights = units_out / float(num_units)
+    ids = [mixture_id(dict(zip(names, r, strict=True))) for r in weights]
+    if len(set(ids)) != len(ids):  # 48-bit hash: a collision means a bug, not bad input
+        raise AssertionError("mixture id collision among distinct mixtures")
+    mixtures = Mixtures(ids=ids, names=list(names), weights=weights)
+    summary = _summary(
+        catalogue,
+        config,
+        mixtures,
+        p,
+        num_draws=num_draws,
+        num_rejected=num_rejected,
+        num_duplicates=num_duplicates,
+        num_distinct=len(kept),
+        rejected_by_cap=rejected_by_cap,
+    )
+    return SampleResult(mixtures=mixtures, summary=summary)
+
+
+def _summary(
+    catalogue: Catalogue,
+    config: SampleConfig,
+    mixtures: Mixtures,
+    tempered_prior: np.ndarray,
+    *,
+    num_draws: int,
+    num_rejected: int,
+    num_duplicates: int,
+    num_distinct: int,
+    rejected_by_cap: np.ndarray,
+) -> dict[str, Any]:
+    w = mixtures.weights
+    nonzero = (w > 0).sum(axis=1)
+    caps = catalogue.max_weights()
+    domains = {}
+    for j, name in enumerate(mixtures.names):
+        col = w[:, j]
+        domains[name] = {
+            "min": float(col.min()),
+            "mean": float(col.mean()),
+            "max": float(col.max()),
+            "num_nonzero": int((col > 0).sum()),
+            "token_share": float(catalogue.token_shares()[j]),
+            "prior": float(tempered_prior[j]),
+            "max_weight": None if math.isinf(caps[j]) else float(caps[j]),
+            "draws_rejected_by_cap": int(rejected_by_cap[j]),
+        }
+    return {
+        "sampler_version": SAMPLER_VERSION,
+        "num_mixtures": len(mixtures),
+        "num_draws": num_draws,
+        "num_rejected": num_rejected,
+        "num_duplicates": num_duplicates,
+        "num_distinct_accepted": num_distinct,
+        "nonzero_domains_per_mixture": {
+            "min": int(nonzero.min()),
+            "mean": float(nonzero.mean()),
+            "max": int(nonzero.max()),
+            "histogram": {str(k): int((nonzero == k).sum()) for k in np.unique(nonzero)},
+        },
+        "domains": domains,
+        "num_target_tokens": catalogue.num_target_tokens,
+        "settings": to_dict(config),
+    }
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The sampling summary as text: counts, non-zero domains, per-domain min/mean/max."""
+    nz = summary["nonzero_domains_per_mixture"]
+    lines = [
+        f"{summary['num_mixtures']} mixtures from {summary['num_draws']} draws: "
+        f"{summary['num_rejected']} broke a cap, {summary['num_duplicates']} duplicates, "
+        f"{summary['num_distinct_accepted']} distinct accepted",
+        f"non-zero domains per mixture: min {nz['min']}, mean {nz['mean']:.2f}, max {nz['max']}",
+    ]
+    width = max(len("domain"), *(len(n) for n in summary["domains"]))
+    lines.append(
+        f"{'domain':<{width}}  {'min':>7}  {'mean':>7}  {'max':>7}  {'prior':>7}  "
+        f"{'cap':>7}  {'rejected':>8}"
+    )
+    for name, d in summary["domains"].items():
+        cap = "-" if d["max_weight"] is None else f"{min(d['max_weight'], 1.0):.4f}"
+        lines.append(
+            f"{name:<{width}}  {d['min']:7.4f}  {d['mean']:7.4f}  {d['max']:7.4f}  "
+            f"{d['prior']:7.4f}  {cap:>7}  {d['draws_rejected_by_cap']:8d}"
+        )
+    return "\n".join(lines)
+
+
+# -- the stage ------------------------------------------------------------------------------------
+
+
+def study_run_dir(study: Mapping[str, Any]) -> Path:
+    """The study's ``run_dir``, relative to the config file; missing is a ConfigError."""
+    if not study.get("run_dir"):
+        raise ConfigError("the study config has no 'run_dir'; set run_dir: <folder for outputs>")
+    return resolve_path(str(study["run_dir"]), study.get("_config_dir", "."))
+
+
+def sample_config(study: Mapping[str, Any]) -> SampleConfig:
+    """The study's ``sample`` section as a :class:`SampleConfig`."""
+    if "sample" not in study:
+        raise ConfigError("the study config has no 'sample' section; add sample: {num_mixtures: N}")
+    return from_dict(SampleConfig, study["sample"], "sample")
+
+
+def sample_study(study: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Run the ``sample`` stage: write ``mixtures.csv`` and ``mixtures_summary.json``.
+
+    ``out_dir`` defaults to the study's ``run_dir``. Returns the path of ``mixtures.csv``. The
+    summary is written first and the table last, each atomically.
+    """
+    config = sample_config(study)
+    catalogue = load_catalogue(study)
+    result = sample_mixtures(catalogue, config)
+    out = Path(out_dir) if out_dir is not None else study_run_dir(study)
+    atomic_write_json(out / SUMMARY_FILE, result.summary)
+    write_mixtures(out / MIXTURES_FILE, result.mixtures)
+    return out / MIXTURES_FILE
+
+
+def configure_sample(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix sample``."""
+    parser.add_argument("config", help="study YAML with 'domains' and 'sample' sections")
+    parser.add_argument("--out", default=None, help="output folder (default: the run_dir)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the resolved sample config and stop"
+    )
+
+
+def command_sample(args: argparse.Namespace) -> int:
+    """``regmix sample CONFIG``: draw the mixtures and print the summary."""
+    study = load_study(args.config)
+    if args.dry_run:
+        print(json.dumps(to_dict(sample_config(study)), indent=2))
+        return 0
+    path = sample_study(study, args.out)
+    summary = json.loads((path.parent / SUMMARY_FILE).read_text(encoding="utf-8"))
+    print(format_summary(summary))
+    print(f"wrote {path} and {path.parent / SUMMARY_FILE}")
+    return 0
