@@ -203,7 +203,7 @@ class CollectSettings:
 
     tag_patterns: list[str] = field(
         default_factory=lambda: [
-            r"^lm loss validation (?P<dataset>(?!\(aggregated\)|vs samples|ppl).+?)$",
+            r"^lm loss validation (?!\(aggregated\))(?P<dataset>.+?)(?<! vs samples)(?<! ppl)$",
             r"^val_loss/(?P<dataset>.+)$",
             r"^val_loss_(?P<dataset>.+)$",
         ]
