@@ -137,6 +137,14 @@ def start(prefix: Path | None = None, *, cpus: int | None = None) -> dict[str, s
         raise SlurmStartError("cannot start a local Slurm cluster: " + "; ".join(problems))
     if cluster_up(prefix):
         return env_for(prefix)
+    closed = [
+        str(p) for p in (prefix, *prefix.parents) if p.exists() and not p.stat().st_mode & 0o001
+    ]
+    if closed:
+        raise SlurmStartError(
+            f"munged needs every folder above its socket to be o+x; not so: {closed}. "
+            "Use a --prefix under a world-traversable folder (the default is $TMPDIR)"
+        )
     stop(prefix)
     etc, state, logs, munge_dir = (prefix / d for d in ("etc", "state", "log", "munge"))
     for d in (etc, state / "ctld", state / "d", logs, munge_dir):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,15 @@ def local_slurm() -> Any:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(
-    local_slurm: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
+def slurm_cluster(local_slurm: Any) -> Iterator[dict[str, str]]:
     """A real single-node Slurm cluster for the session; ``SLURM_CONF`` is set while it runs."""
     from _requirements import require_or_skip
 
     problems = local_slurm.missing_requirements()
     require_or_skip(not problems, f"no local Slurm cluster possible: {problems}")
-    prefix = tmp_path_factory.mktemp("slurm")
+    # munged wants every folder above its socket world-traversable; pytest's are 0700.
+    prefix = Path(tempfile.mkdtemp(prefix="regmix-test-slurm-"))
+    prefix.chmod(0o755)
     env = local_slurm.start(prefix, cpus=4)
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = env["SLURM_CONF"]

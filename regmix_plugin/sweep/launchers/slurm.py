@@ -102,6 +102,8 @@ class SlurmLauncher:
                 f"--- {ids_file.name}: " + " ".join(mixture_ids),
                 f"--- {ids_file.with_suffix('.sh').name}",
                 script,
+                "--- each task runs the worker, which runs the proxy:",
+                *[f"  {mid}: {shlex.join(plan.runs[mid].argv)}" for mid in mixture_ids],
             ]
         )
 
