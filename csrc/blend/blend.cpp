@@ -1,0 +1,464 @@
+// Exact-ratio blended sampler: the C++ core. See blend.h for the construction.
+#include "blend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace regmix {
+namespace blend {
+namespace {
+
+__extension__ typedef unsigned __int128 u128;
+using std::int32_t;
+using std::int64_t;
+using std::uint64_t;
+
+int bit_length(uint64_t x) {
+  int n = 0;
+  while (x != 0) {
+    ++n;
+    x >>= 1;
+  }
+  return n;
+}
+
+std::string fmt(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", x);
+  return std::string(buf);
+}
+
+// Binary min-heap of 64-bit composite keys (value in the high bits, domain in the low bits).
+void sift_down(std::vector<uint64_t>& h, std::size_t i) {
+  const std::size_t n = h.size();
+  const uint64_t v = h[i];
+  for (;;) {
+    std::size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && h[c + 1] < h[c]) ++c;
+    if (h[c] >= v) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = v;
+}
+
+void sift_up(std::vector<uint64_t>& h, std::size_t i) {
+  const uint64_t v = h[i];
+  while (i > 0) {
+    const std::size_t p = (i - 1) / 2;
+    if (h[p] <= v) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = v;
+}
+
+void heap_push(std::vector<uint64_t>& h, uint64_t v) {
+  h.push_back(v);
+  sift_up(h, h.size() - 1);
+}
+
+void heap_pop(std::vector<uint64_t>& h) {
+  h[0] = h.back();
+  h.pop_back();
+  if (!h.empty()) sift_down(h, 0);
+}
+
+void heapify(std::vector<uint64_t>& h) {
+  for (std::size_t i = h.size() / 2; i-- > 0;) sift_down(h, i);
+}
+
+// Sift-down in a heap of n keys followed by a sentinel (all ones) at h[n]: the choice of the
+// smaller child needs no bounds check and compiles to a conditional move.
+inline void sift_down_raw(uint64_t* a, std::size_t n, std::size_t i) {
+  const uint64_t v = a[i];
+  for (;;) {
+    std::size_t c = 2 * i + 1;
+    if (c >= n) break;
+    c += static_cast<std::size_t>(a[c + 1] < a[c]);
+    if (a[c] >= v) break;
+    a[i] = a[c];
+    i = c;
+  }
+  a[i] = v;
+}
+
+// Hamilton apportionment of n with reusable scratch space.
+void hamilton(const Plan& plan, int64_t n, int64_t* counts, std::vector<uint64_t>& rem,
+              std::vector<int64_t>& order) {
+  const int64_t K = plan.num_domains;
+  const uint64_t T = plan.total;
+  rem.resize(static_cast<std::size_t>(K));
+  int64_t assigned = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const u128 prod = static_cast<u128>(plan.weights[k]) * static_cast<uint64_t>(n);
+    const u128 q = prod / T;
+    counts[k] = static_cast<int64_t>(q);
+    rem[k] = static_cast<uint64_t>(prod - q * T);
+    assigned += counts[k];
+  }
+  const int64_t left = n - assigned;  // sum(rem) / T: at most the number of rem > 0
+  if (left <= 0) return;
+  order.resize(static_cast<std::size_t>(K));
+  for (int64_t k = 0; k < K; ++k) order[k] = k;
+  auto before = [&rem](int64_t a, int64_t b) {
+    return rem[a] != rem[b] ? rem[a] > rem[b] : a < b;
+  };
+  std::nth_element(order.begin(), order.begin() + (left - 1), order.end(), before);
+  for (int64_t i = 0; i < left; ++i) ++counts[order[i]];
+}
+
+}  // namespace
+
+Plan make_plan(const double* weights, int64_t num_weights) {
+  if (num_weights < 1) {
+    throw std::invalid_argument(
+        "weights is empty: give one weight per dataset (at least one dataset)");
+  }
+  if (num_weights > kMaxDomains) {
+    throw std::invalid_argument("got " + std::to_string(num_weights) +
+                                " weights; at most " + std::to_string(kMaxDomains) +
+                                " datasets can be blended");
+  }
+  double largest = 0.0;
+  for (int64_t k = 0; k < num_weights; ++k) {
+    const double x = weights[k];
+    if (std::isnan(x) || std::isinf(x)) {
+      throw std::invalid_argument("weights[" + std::to_string(k) + "] is " + fmt(x) +
+                                  "; every weight must be a finite number >= 0");
+    }
+    if (x < 0.0) {
+      throw std::invalid_argument("weights[" + std::to_string(k) + "] is " + fmt(x) +
+                                  "; weights must be >= 0 (use 0 to leave a dataset out)");
+    }
+    largest = std::max(largest, x);
+  }
+  if (largest == 0.0) {
+    throw std::invalid_argument("all " + std::to_string(num_weights) +
+                                " weights are 0; give at least one dataset a positive weight");
+  }
+  Plan plan;
+  plan.num_domains = num_weights;
+  plan.index_bits = bit_length(static_cast<uint64_t>(num_weights - 1));
+  const int precision = 61 - plan.index_bits;  // every W_k <= 2^precision, so T < 2^61
+  int exponent = 0;
+  std::frexp(largest, &exponent);
+  const int shift = precision - exponent;
+  plan.weights.resize(static_cast<std::size_t>(num_weights));
+  uint64_t smallest = 0;
+  int64_t num_positive = 0;
+  for (int64_t k = 0; k < num_weights; ++k) {
+    const double scaled = std::nearbyint(std::ldexp(weights[k], shift));
+    const uint64_t w = static_cast<uint64_t>(scaled);
+    if (weights[k] > 0.0 && w == 0) {
+      throw std::invalid_argument(
+          "weights[" + std::to_string(k) + "] = " + fmt(weights[k]) +
+          " is below 2^-" + std::to_string(precision) + " of the largest weight (" +
+          fmt(largest) + "): at that ratio the dataset would never be sampled; raise it or "
+          "set it to exactly 0");
+    }
+    plan.weights[k] = w;
+    plan.total += w;
+    if (w > 0) {
+      ++num_positive;
+      smallest = (smallest == 0) ? w : std::min(smallest, w);
+    }
+  }
+  const uint64_t T = plan.total;
+  const uint64_t min_block = (T + smallest - 1) / smallest;  // W_min * B >= T
+  uint64_t block = std::max<uint64_t>(min_block, kMinBlockSize);
+  block = std::max<uint64_t>(block, static_cast<uint64_t>(kBlockSamplesPerDomain * num_positive));
+  plan.frac_bits = 62 - bit_length(block) - plan.index_bits;
+  if (plan.frac_bits < 0) {
+    throw std::invalid_argument(
+        "the smallest positive weight is " + fmt(static_cast<double>(smallest) / T) +
+        " of the total with " + std::to_string(num_weights) +
+        " datasets: the sampler's 64-bit keys need (1 / smallest ratio) * (number of datasets) "
+        "below about 2^61; raise the smallest weights or set them to 0");
+  }
+  plan.block_size = static_cast<int64_t>(block);
+  plan.step_int.assign(static_cast<std::size_t>(num_weights), 0);
+  plan.step_frac.assign(static_cast<std::size_t>(num_weights), 0);
+  for (int64_t k = 0; k < num_weights; ++k) {
+    const uint64_t w = plan.weights[k];
+    if (w == 0) continue;
+    const u128 x = static_cast<u128>(T) << plan.frac_bits;
+    plan.step_int[k] = static_cast<uint64_t>(x / w);
+    plan.step_frac[k] = static_cast<uint64_t>(x % w);
+  }
+  return plan;
+}
+
+void boundary_counts(const Plan& plan, int64_t n, int64_t* counts) {
+  std::vector<uint64_t> rem;
+  std::vector<int64_t> order;
+  hamilton(plan, n, counts, rem, order);
+}
+
+void BlockWalk::begin(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
+                      const std::vector<int64_t>& end) {
+  const int64_t K = plan.num_domains;
+  const uint64_t T = plan.total;
+  const int F = plan.frac_bits;
+  const int kb = plan.index_bits;
+  const u128 n0 = static_cast<u128>(block) * static_cast<uint64_t>(plan.block_size);
+  count_ = start;
+  end_ = end;
+  q_.assign(static_cast<std::size_t>(K), 0);
+  r_.assign(static_cast<std::size_t>(K), 0);
+  ready_.assign(static_cast<std::size_t>(K) + 1, ~uint64_t{0});
+  num_ready_ = 0;
+  top_taken_ = false;
+  wheel_head_.assign(static_cast<std::size_t>(kWheelSize), -1);
+  wheel_next_.assign(static_cast<std::size_t>(K), -1);
+  far_.clear();
+  offset_ = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const uint64_t w = plan.weights[k];
+    if (w == 0 || start[k] >= end[k]) continue;
+    const u128 n0w = n0 * w;
+    // Deadline of the next job, relative to the block start: ((c+1) T - n0 W) / W > 0.
+    const u128 x = (static_cast<u128>(start[k] + 1) * T - n0w) << F;
+    q_[k] = static_cast<uint64_t>(x / w);
+    r_[k] = static_cast<uint64_t>(x % w);
+    // Release: the first slot u with c < w (n0 + u), i.e. floor(c T / W - n0) + 1, at least 1.
+    const u128 ct = static_cast<u128>(start[k]) * T;
+    const uint64_t rel = ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1;
+    const uint64_t kk = static_cast<uint64_t>(k);
+    if (rel <= 1) {
+      ready_[num_ready_++] = ((q_[k] + (r_[k] != 0)) << kb) | kk;
+    } else if (rel < static_cast<uint64_t>(kWheelSize)) {
+      wheel_next_[k] = wheel_head_[rel];
+      wheel_head_[rel] = static_cast<int32_t>(k);
+    } else {
+      far_.push_back((rel << kb) | kk);
+    }
+  }
+  for (std::size_t i = num_ready_ / 2; i-- > 0;) sift_down_raw(ready_.data(), num_ready_, i);
+  heapify(far_);
+}
+
+void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sample) {
+  // The state lives in locals and raw pointers for the loop: the output pointers could alias
+  // the vectors as far as the compiler knows, which would force reloads on every write.
+  const int F = plan.frac_bits;
+  const int kb = plan.index_bits;
+  const uint64_t mask = (uint64_t{1} << kb) - 1;
+  const uint64_t wheel_mask = static_cast<uint64_t>(kWheelSize) - 1;
+  const uint64_t* const step_int = plan.step_int.data();
+  const uint64_t* const step_frac = plan.step_frac.data();
+  const uint64_t* const weight = plan.weights.data();
+  int64_t* const count = count_.data();
+  const int64_t* const end = end_.data();
+  uint64_t* const q = q_.data();
+  uint64_t* const r = r_.data();
+  uint64_t* const heap = ready_.data();
+  int32_t* const head = wheel_head_.data();
+  int32_t* const next = wheel_next_.data();
+  std::size_t n = num_ready_;
+  bool taken = top_taken_;
+  uint64_t u = static_cast<uint64_t>(offset_);
+
+  // Adds a released key to the heap, into the emitted top's place when that one is free.
+  auto add = [&](uint64_t key) {
+    if (taken) {
+      heap[0] = key;
+      taken = false;
+      sift_down_raw(heap, n, 0);
+      return;
+    }
+    std::size_t i = n++;
+    while (i > 0) {
+      const std::size_t p = (i - 1) / 2;
+      if (heap[p] <= key) break;
+      heap[i] = heap[p];
+      i = p;
+    }
+    heap[i] = key;
+  };
+
+  for (int64_t i = 0; i < num; ++i) {
+    ++u;
+    // Release the domains whose release slot is u.
+    const std::size_t slot = static_cast<std::size_t>(u & wheel_mask);
+    for (int32_t k = head[slot]; k >= 0;) {
+      const int32_t after = next[k];
+      add(((q[k] + (r[k] != 0)) << kb) | static_cast<uint64_t>(k));
+      k = after;
+    }
+    head[slot] = -1;
+    while (!far_.empty() && (far_[0] >> kb) <= u) {
+      const uint64_t k = far_[0] & mask;
+      heap_pop(far_);
+      add(((q[k] + (r[k] != 0)) << kb) | k);
+    }
+    if (taken) {  // nothing replaced the emitted top: remove it
+      heap[0] = heap[--n];
+      heap[n] = ~uint64_t{0};
+      taken = false;
+      sift_down_raw(heap, n, 0);
+    }
+    if (n == 0) {
+      num_ready_ = n;
+      offset_ = static_cast<int64_t>(u) - 1;
+      throw std::logic_error("blend sampler: no dataset can take sample " +
+                             std::to_string(offset_) + " of its block (internal error)");
+    }
+    const uint64_t k = heap[0] & mask;
+    dataset[i] = static_cast<int32_t>(k);
+    sample[i] = count[k];
+    if (++count[k] >= end[k]) {
+      taken = true;
+      continue;
+    }
+    // The next job of k is released one slot after the floor of this job's deadline.
+    const uint64_t rel = (q[k] >> F) + 1;
+    const uint64_t rk = r[k] + step_frac[k];
+    const uint64_t carry = static_cast<uint64_t>(rk >= weight[k]);
+    r[k] = rk - carry * weight[k];
+    q[k] += step_int[k] + carry;
+    if (rel <= u + 1) {
+      heap[0] = ((q[k] + (r[k] != 0)) << kb) | k;
+      sift_down_raw(heap, n, 0);
+    } else {
+      taken = true;
+      if (rel - u <= wheel_mask) {
+        const std::size_t at = static_cast<std::size_t>(rel & wheel_mask);
+        next[k] = head[at];
+        head[at] = static_cast<int32_t>(k);
+      } else {
+        heap_push(far_, (rel << kb) | k);
+      }
+    }
+  }
+  num_ready_ = n;
+  top_taken_ = taken;
+  offset_ = static_cast<int64_t>(u);
+}
+
+void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index,
+                   int64_t* dataset_sample_index, int num_threads) {
+  if (num_samples <= 0) return;
+  const int64_t B = plan.block_size;
+  const int64_t num_blocks = (num_samples + B - 1) / B;
+  int64_t threads = num_threads > 0 ? num_threads
+                                    : static_cast<int64_t>(std::thread::hardware_concurrency());
+  threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_blocks));
+  if (num_samples < (int64_t{1} << 16)) threads = 1;
+
+  auto work = [&](int64_t first, int64_t last) {
+    const int64_t K = plan.num_domains;
+    std::vector<int64_t> start(static_cast<std::size_t>(K)), end(static_cast<std::size_t>(K));
+    std::vector<uint64_t> rem;
+    std::vector<int64_t> order;
+    BlockWalk walk;
+    hamilton(plan, first * B, start.data(), rem, order);
+    for (int64_t b = first; b < last; ++b) {
+      hamilton(plan, (b + 1) * B, end.data(), rem, order);
+      walk.begin(plan, b, start, end);
+      const int64_t base = b * B;
+      const int64_t len = std::min(B, num_samples - base);
+      walk.run(plan, len, dataset_index + base, dataset_sample_index + base);
+      if (len == B && walk.counts() != end) {
+        throw std::logic_error("blend sampler: block " + std::to_string(b) +
+                               " did not end on its boundary counts (internal error)");
+      }
+      std::swap(start, end);
+    }
+  };
+
+  if (threads == 1) {
+    work(0, num_blocks);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  for (int64_t t = 0; t < threads; ++t) {
+    const int64_t first = num_blocks * t / threads;
+    const int64_t last = num_blocks * (t + 1) / threads;
+    pool.emplace_back([&, t, first, last] {
+      try {
+        work(first, last);
+      } catch (...) {
+        errors[static_cast<std::size_t>(t)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+template <typename IndexT>
+double max_prefix_deviation(const IndexT* dataset_index, int64_t num_samples,
+                            const double* weights, int64_t num_weights) {
+  double sum = 0.0;
+  for (int64_t k = 0; k < num_weights; ++k) sum += weights[k];
+  std::vector<double> w(static_cast<std::size_t>(num_weights));
+  for (int64_t k = 0; k < num_weights; ++k) w[k] = weights[k] / sum;
+  std::vector<int64_t> count(static_cast<std::size_t>(num_weights), 0);
+  double worst = 0.0;
+  for (int64_t p = 0; p < num_samples; ++p) {
+    const int64_t k = static_cast<int64_t>(dataset_index[p]);
+    if (k < 0 || k >= num_weights) return -1.0;
+    // Just before a sample of k its deficit peaks; just after it, its surplus does.
+    const double before = w[k] * static_cast<double>(p) - static_cast<double>(count[k]);
+    ++count[k];
+    const double after = static_cast<double>(count[k]) - w[k] * static_cast<double>(p + 1);
+    worst = std::max(worst, std::max(before, after));
+  }
+  for (int64_t k = 0; k < num_weights; ++k) {
+    worst = std::max(worst, std::fabs(w[k] * static_cast<double>(num_samples) -
+                                      static_cast<double>(count[k])));
+  }
+  return worst;
+}
+
+template double max_prefix_deviation<std::int16_t>(const std::int16_t*, int64_t, const double*,
+                                                   int64_t);
+template double max_prefix_deviation<std::int32_t>(const std::int32_t*, int64_t, const double*,
+                                                   int64_t);
+template double max_prefix_deviation<std::int64_t>(const std::int64_t*, int64_t, const double*,
+                                                   int64_t);
+
+Cursor::Cursor(Plan plan)
+    : plan_(std::move(plan)),
+      start_(static_cast<std::size_t>(plan_.num_domains)),
+      end_(static_cast<std::size_t>(plan_.num_domains)) {}
+
+void Cursor::lookup(int64_t index, int32_t* dataset, int64_t* sample) {
+  const int64_t B = plan_.block_size;
+  const int64_t b = index / B;
+  const int64_t offset = index % B;
+  if (b != block_ || offset < walk_.offset()) {
+    if (b == block_) {
+      walk_.begin(plan_, b, start_, end_);  // a step back inside the block: walk again
+    } else {
+      if (b == block_ + 1 && block_ >= 0) {
+        std::swap(start_, end_);  // the previous block's end is this block's start
+      } else {
+        boundary_counts(plan_, b * B, start_.data());
+      }
+      boundary_counts(plan_, (b + 1) * B, end_.data());
+      walk_.begin(plan_, b, start_, end_);
+      block_ = b;
+    }
+  }
+  int32_t d[256];
+  int64_t s[256];
+  while (walk_.offset() < offset) {
+    walk_.run(plan_, std::min<int64_t>(256, offset - walk_.offset()), d, s);
+  }
+  walk_.step(plan_, dataset, sample);
+}
+
+}  // namespace blend
+}  // namespace regmix
