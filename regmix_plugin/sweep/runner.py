@@ -259,8 +259,11 @@ def plan_sweep(
     from regmix_plugin.domains import load_catalogue
 
     study = load_study(Path(config_path)) if study is None else study
+    settings = load_settings(study)  # a bad sweep section fails before the catalogue is read
     catalogue = load_catalogue(study)
-    return make_plan(study=study, config_path=config_path, domains=list(catalogue.names))
+    return make_plan(
+        study=study, config_path=config_path, domains=list(catalogue.names), settings=settings
+    )
 
 
 # ---------------------------------------------------------------- the sweep folder
