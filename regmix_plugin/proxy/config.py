@@ -102,6 +102,8 @@ class ProxyConfig:
     """``auto``: bf16 autocast on CUDA, fp32 on the CPU."""
     transformer_impl: Literal["auto", "local", "transformer_engine"] = "auto"
     """Layer spec: ``auto`` takes Transformer Engine on CUDA when it is installed, else local."""
+    attention: Literal["sdpa", "megatron"] = "sdpa"
+    """Core attention of the local spec: PyTorch's fused SDPA, or megatron-core's unfused one."""
     num_threads: int = 0
     """CPU threads for torch; 0 keeps ``OMP_NUM_THREADS`` (or torch's default)."""
     log_interval: int = 10

@@ -187,9 +187,7 @@ def build_train_data(
     config = _gpt_config(
         cfg, blend=(prefixes, weights), seed=cfg.seed, split_row=_TRAIN, whole=False, cache=cache
     )
-    builder = BlendedMegatronDatasetBuilder(
-        GPTDataset, [num_samples, 0, 0], lambda: True, config
-    )
+    builder = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, config)
     with _exact_ratio_blending():
         dataset = builder.build()[_TRAIN]
     if dataset is None or len(dataset) < num_samples:

@@ -3,6 +3,11 @@
 Llama-style, as the paper's proxies: RMSNorm, SwiGLU, rotary positions, no biases, no dropout,
 untied embeddings unless the preset ties them. The local layer spec (pure PyTorch) is the
 default; Transformer Engine's spec is used on CUDA when it is installed and asked for.
+
+With the local spec, ``proxy.attention: sdpa`` (the default) swaps megatron-core's unfused
+``DotProductAttention`` for :class:`SDPAttention`, a core-attention module of the same protocol
+that calls ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels
+on GPUs, a fused kernel on CPUs) and never materialises the ``[b, heads, s, s]`` scores.
 """
 
 from __future__ import annotations
@@ -38,6 +43,68 @@ def layer_spec_name(cfg: ProxyConfig, device: torch.device) -> str:
     if cfg.transformer_impl == "auto" and device.type == "cuda" and has_transformer_engine():
         return "transformer_engine"
     return "local"
+
+
+class SDPAttention(torch.nn.Module):
+    """Core attention for megatron-core's ``SelfAttention`` on PyTorch's fused SDPA kernels.
+
+    Same constructor and ``forward`` protocol as ``megatron.core.transformer.DotProductAttention``
+    (query/key/value ``[s, b, heads, head_dim]`` in, ``[s, b, heads * head_dim]`` out); tensor
+    and context parallelism are not supported (proxies use neither).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        layer_number: int,
+        attn_mask_type: Any,
+        attention_type: str,
+        attention_dropout: float | None = None,
+        softmax_scale: float | None = None,
+        cp_comm_type: str | None = None,
+        pg_collection: Any = None,
+    ) -> None:
+        super().__init__()
+        if config.tensor_model_parallel_size != 1 or config.context_parallel_size != 1:
+            raise ValueError("SDPAttention supports neither tensor nor context parallelism")
+        self.config = config
+        self.attn_mask_type = attn_mask_type
+        self.dropout = config.attention_dropout if attention_dropout is None else attention_dropout
+        self.softmax_scale = softmax_scale
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        attn_mask_type: Any = None,
+        attention_bias: Any = None,
+        packed_seq_params: Any = None,
+    ) -> torch.Tensor:
+        from megatron.core.transformer.enums import AttnMaskType
+
+        if attention_bias is not None or packed_seq_params is not None:
+            raise ValueError("SDPAttention supports neither attention_bias nor packed sequences")
+        mask_type = self.attn_mask_type if attn_mask_type is None else attn_mask_type
+        s, b, heads, head_dim = query.shape
+        q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))  # [b, heads, s, d]
+        if k.shape[1] != heads:  # grouped-query attention: repeat the key/value groups
+            k = k.repeat_interleave(heads // k.shape[1], dim=1)
+            v = v.repeat_interleave(heads // v.shape[1], dim=1)
+        causal = mask_type == AttnMaskType.causal
+        # Megatron's masks are True where attention is forbidden; SDPA's where it is allowed.
+        mask = None if causal or attention_mask is None else ~attention_mask
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+            scale=self.softmax_scale,
+        )
+        return out.permute(2, 0, 1, 3).reshape(s, b, heads * head_dim)
 
 
 def transformer_config(preset: ModelPreset) -> Any:
@@ -82,6 +149,8 @@ def build_model(preset: ModelPreset, cfg: ProxyConfig, device: torch.device) -> 
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
         spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+        if cfg.attention == "sdpa":
+            spec.submodules.self_attention.submodules.core_attention = SDPAttention
     model = GPTModel(
         config=transformer_config(preset),
         transformer_layer_spec=spec,
@@ -91,8 +160,9 @@ def build_model(preset: ModelPreset, cfg: ProxyConfig, device: torch.device) -> 
         position_embedding_type="rope",
     )
     log.info(
-        "proxy model: %s layer spec, %d parameters",
+        "proxy model: %s layer spec, %s attention, %d parameters",
         spec_name,
+        "transformer_engine" if spec_name == "transformer_engine" else cfg.attention,
         sum(p.numel() for p in model.parameters()),
     )
     return model.to(device)
