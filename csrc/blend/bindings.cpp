@@ -146,6 +146,18 @@ py::array_t<std::int64_t> boundary_counts(const py::array& weights, std::int64_t
   return out;
 }
 
+py::array_t<std::int64_t> counts_after(const py::array& weights, std::int64_t n) {
+  if (n < 0) throw py::value_error("n must be >= 0, got " + std::to_string(n));
+  rb::Plan plan = plan_from(weights);
+  py::array_t<std::int64_t> out(static_cast<py::ssize_t>(plan.num_domains));
+  auto* data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    rb::counts_after(plan, n, data);
+  }
+  return out;
+}
+
 class PyCursor {
  public:
   explicit PyCursor(const py::array& weights) : cursor_(plan_from(weights)) {}
@@ -204,6 +216,8 @@ PYBIND11_MODULE(_blend, m) {
         "The quantised weights, their total, the block size and the key layout.");
   m.def("boundary_counts", &boundary_counts, py::arg("weights"), py::arg("n"),
         "Hamilton (largest remainder) apportionment of n under the quantised weights.");
+  m.def("counts_after", &counts_after, py::arg("weights"), py::arg("n"),
+        "Per-dataset counts among the first n samples of the sequence (no materialisation).");
   py::class_<PyCursor>(m, "Cursor")
       .def(py::init<const py::array&>(), py::arg("weights"))
       .def("lookup", &PyCursor::lookup, py::arg("index"))

@@ -343,6 +343,29 @@ void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sa
   offset_ = static_cast<int64_t>(u);
 }
 
+void counts_after(const Plan& plan, int64_t n, int64_t* counts) {
+  const int64_t K = plan.num_domains;
+  const int64_t B = plan.block_size;
+  const int64_t b = n / B;
+  std::vector<int64_t> start(static_cast<std::size_t>(K)), end(static_cast<std::size_t>(K));
+  boundary_counts(plan, b * B, start.data());
+  const int64_t rest = n - b * B;
+  if (rest > 0) {
+    boundary_counts(plan, (b + 1) * B, end.data());
+    BlockWalk walk;
+    walk.begin(plan, b, start, end);
+    std::vector<int32_t> d(256);
+    std::vector<int64_t> s(256);
+    for (int64_t done = 0; done < rest;) {
+      const int64_t chunk = std::min<int64_t>(256, rest - done);
+      walk.run(plan, chunk, d.data(), s.data());
+      done += chunk;
+    }
+    start = walk.counts();
+  }
+  std::copy(start.begin(), start.end(), counts);
+}
+
 void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index,
                    int64_t* dataset_sample_index, int num_threads) {
   if (num_samples <= 0) return;

@@ -48,6 +48,10 @@ Plan make_plan(const double* weights, std::int64_t num_weights);
 // The per-domain counts at a block boundary (or any n): Hamilton apportionment of n.
 void boundary_counts(const Plan& plan, std::int64_t n, std::int64_t* counts);
 
+// The per-domain counts after the first n samples of the sequence (a boundary apportionment
+// plus a walk of at most one block).
+void counts_after(const Plan& plan, std::int64_t n, std::int64_t* counts);
+
 // Fills dataset_index[0..num_samples) and dataset_sample_index[0..num_samples).
 // num_threads <= 0 picks the hardware concurrency. Blocks are independent, so threads split
 // them; the result does not depend on the number of threads.

@@ -1,0 +1,243 @@
+"""Exact-ratio blending: every domain at its mixture's ratio at every step of training.
+
+:func:`build_blend_indices` returns the same ``(dataset_index, dataset_sample_index)`` pair as
+megatron-core's ``build_blending_indices`` but with a bound Megatron's greedy rule does not
+give: at every prefix ``n`` of the stream and for every domain ``k``,
+``|count_k(n) - w_k n| < 1``; the final counts are an exact apportionment of ``num_samples``.
+The sequence is deterministic, depends only on the weights (the first ``n`` samples are the same
+for every ``num_samples >= n``), and :class:`LazyBlendIndex` gives any element of it on demand
+with memory independent of its length. The Megatron dataset class that uses it lives in
+:mod:`regmix_plugin.megatron`; the numpy oracle in :mod:`regmix_plugin.blending.reference`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from regmix_plugin.errors import DataError
+
+#: Names the algorithm in cache descriptions; bump it whenever the sequence changes.
+ALGORITHM_VERSION = "regmix-exact-ratio-v1"
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "BlendPlan",
+    "LazyBlendIndex",
+    "blend_plan",
+    "build_blend_indices",
+    "check_weights",
+    "counts_after",
+    "max_prefix_deviation",
+]
+
+
+def _core() -> Any:
+    try:
+        from regmix_plugin import _blend
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise DataError(
+            f"the compiled sampler regmix_plugin._blend cannot be imported ({exc}); rebuild it "
+            "with `python setup.py build_ext --inplace` or reinstall regmix-plugin"
+        ) from None
+    return _blend
+
+
+def check_weights(weights: Any, *, what: str = "weights") -> np.ndarray:
+    """``weights`` as a 1-D float64 array, or a :class:`DataError` that names the problem.
+
+    Lists, tuples and real-valued numpy arrays are accepted (integers are converted exactly up to
+    2**53). Negative, NaN and infinite values, an empty or all-zero list are errors. Weights
+    need not sum to 1: they are normalised.
+    """
+    arr = np.asarray(weights)
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise DataError(f"{what} must be real numbers, got {arr.dtype} values: {weights!r:.200}")
+    if arr.ndim != 1:
+        raise DataError(f"{what} must be a flat list (one weight per dataset), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if arr.size == 0:
+        raise DataError(f"{what} is empty: give one weight per dataset")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
+    if bad.size:
+        k = int(bad[0])
+        raise DataError(
+            f"{what}[{k}] is {arr[k]!r}: every weight must be a finite number >= 0 "
+            f"({bad.size} bad value(s); use 0 to leave a dataset out)"
+        )
+    if not np.any(arr > 0):
+        raise DataError(f"all {arr.size} {what} are 0: give at least one dataset a positive weight")
+    return arr
+
+
+def _check_num_samples(num_samples: Any) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+        raise DataError(f"num_samples must be an integer, got {num_samples!r}")
+    n = int(num_samples)
+    if n <= 0:
+        raise DataError(f"num_samples must be > 0, got {n}")
+    return n
+
+
+@dataclass(frozen=True)
+class BlendPlan:
+    """What the sequence of a set of weights is built from (for logs, docs and tests)."""
+
+    quantised_weights: np.ndarray
+    """The integer weights ``W_k``; the exact ratios used are ``W_k / total``."""
+    total: int
+    """Sum of the quantised weights (below 2**61)."""
+    block_size: int
+    """Samples per block ``B`` (at least ``total / min W_k``): counts are closed-form at multiples
+    of it, and a lazy lookup walks at most one block."""
+
+
+def blend_plan(weights: Any) -> BlendPlan:
+    """The quantised weights and block size the sampler uses for ``weights``."""
+    w = check_weights(weights)
+    try:
+        info = _core().plan_info(w)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    return BlendPlan(
+        quantised_weights=info["quantised_weights"],
+        total=int(info["total"]),
+        block_size=int(info["block_size"]),
+    )
+
+
+def build_blend_indices(
+    weights: Any,
+    num_samples: int,
+    *,
+    dataset_sizes: Sequence[int] | None = None,
+    allow_repetition: bool = True,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact-ratio blend of ``num_samples`` samples over ``len(weights)`` datasets.
+
+    Returns ``(dataset_index, dataset_sample_index)``: ``int32`` (any number of datasets up to
+    2**31 - 1) and ``int64``; sample ``i`` of the blend is sample ``dataset_sample_index[i]`` of
+    dataset ``dataset_index[i]``. Weights are normalised; a zero weight gives its dataset no
+    samples. With ``dataset_sizes``, a dataset asked for more samples than it holds is an error
+    unless ``allow_repetition``, in which case its sample index wraps around (a new epoch).
+    ``num_threads`` (0: one per core) splits the work by blocks; the result does not depend on it.
+    """
+    w = check_weights(weights)
+    n = _check_num_samples(num_samples)
+    dataset_index = np.empty(n, dtype=np.int32)
+    dataset_sample_index = np.empty(n, dtype=np.int64)
+    try:
+        _core().build_blend_indices_into(
+            w, n, dataset_index, dataset_sample_index, num_threads=int(num_threads)
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if dataset_sizes is not None:
+        sizes = np.asarray(dataset_sizes, dtype=np.int64)
+        if sizes.shape != w.shape or np.any(sizes < 0):
+            raise DataError(
+                f"dataset_sizes must hold one count >= 0 per weight ({w.size}), got {dataset_sizes!r}"
+            )
+        counts = np.bincount(dataset_index, minlength=w.size)
+        over = np.flatnonzero(counts > sizes)
+        if over.size and not allow_repetition:
+            k = int(over[0])
+            raise DataError(
+                f"the blend asks dataset {k} for {int(counts[k])} samples but it holds "
+                f"{int(sizes[k])}; lower its weight or num_samples, give it more data, or allow "
+                "repetition"
+            )
+        for k in over:
+            if sizes[k] == 0:
+                raise DataError(f"dataset {int(k)} is empty but has a positive weight")
+            sel = dataset_index == k
+            dataset_sample_index[sel] %= sizes[k]
+    return dataset_index, dataset_sample_index
+
+
+def counts_after(weights: Any, num_samples: int) -> np.ndarray:
+    """Per-dataset counts among the first ``num_samples`` samples, without materialising them."""
+    w = check_weights(weights)
+    n = _check_num_samples(num_samples)
+    try:
+        counts: np.ndarray = _core().counts_after(w, n)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    return counts
+
+
+def max_prefix_deviation(dataset_index: np.ndarray, weights: Any) -> float:
+    """Largest ``|count_k(n) - w_k n|`` over all prefixes ``n`` and datasets ``k``.
+
+    ``dataset_index`` may be int16 (Megatron's), int32 (ours) or int64; ``w`` is ``weights``
+    normalised in float64. One pass over the stream.
+    """
+    w = check_weights(weights)
+    arr = np.ascontiguousarray(dataset_index)
+    try:
+        return float(_core().max_prefix_deviation(arr, w))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+class LazyBlendIndex:
+    """The blend sequence of :func:`build_blend_indices`, element by element, on demand.
+
+    Memory is O(number of datasets), whatever ``num_samples`` is: nothing is materialised. A
+    lookup at or after the previous one in the same block (``blend_plan(weights).block_size``
+    samples) continues the walk, O(log K) per sample walked; a lookup elsewhere recomputes the
+    block's start counts (O(K) 128-bit divisions) and walks from the block start, at most
+    ``block_size`` steps. Sequential reading therefore costs O(log K) per sample.
+    """
+
+    def __init__(self, weights: Any, num_samples: int) -> None:
+        self.weights = check_weights(weights)
+        self.num_samples = _check_num_samples(num_samples)
+        try:
+            self._cursor = _core().Cursor(self.weights)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+
+    @property
+    def block_size(self) -> int:
+        """Samples per block of the sequence."""
+        return int(self._cursor.block_size)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _check_index(self, index: int) -> int:
+        i = int(index)
+        if i < 0:
+            i += self.num_samples
+        if not 0 <= i < self.num_samples:
+            raise IndexError(f"blend index {index} out of range for {self.num_samples} samples")
+        return i
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        """``(dataset, sample within that dataset)`` of global sample ``index``."""
+        return tuple(self._cursor.lookup(self._check_index(index)))  # type: ignore[return-value]
+
+    def lookup(self, indices: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised :meth:`__getitem__`: ``(dataset int32[], sample int64[])``."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_samples):
+            raise IndexError(f"blend indices must lie in [0, {self.num_samples})")
+        dataset = np.empty(idx.size, dtype=np.int32)
+        sample = np.empty(idx.size, dtype=np.int64)
+        self._cursor.lookup_into(np.ascontiguousarray(idx), dataset, sample)
+        return dataset, sample
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The C++ cursor is a cache: rebuild it in the receiving process (DataLoader workers).
+        return {"weights": self.weights, "num_samples": self.num_samples}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["weights"], state["num_samples"])  # type: ignore[misc]

@@ -1,0 +1,401 @@
+"""The exact-ratio blended dataset inside megatron-core, and the one call that switches it on.
+
+:class:`ExactRatioBlendedDataset` has the contract of megatron-core's ``BlendedDataset``
+(constructor ``(datasets, weights, size, config)``, ``len == size``, ``ds[i]`` is
+``{"dataset_id": k, **datasets[k][j]}``) and is what megatron-core's own
+``BlendedMegatronDatasetBuilder`` constructs once :func:`use_exact_ratio_blending` has run::
+
+    from regmix_plugin.megatron import use_exact_ratio_blending
+    use_exact_ratio_blending()          # before the dataset builder runs
+    # ... the unchanged Megatron-LM pretrain_gpt.py / NeMo 2 recipe builds its datasets here
+
+Its index caches sit beside Megatron's (``{md5}-ExactRatioBlendedDataset-{split}-*.npy``) and the
+hashed description names the algorithm's version, so the two never collide: rank 0 builds and
+saves, the other ranks load after the builder's barrier. Above ``lazy_above`` samples (or with
+``REGMIX_BLEND_LAZY_ABOVE`` set in the environment) nothing is materialised: each sample's
+dataset is computed on demand with memory independent of the number of samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+from megatron.core.datasets import blended_megatron_dataset_builder as _builder_module
+from megatron.core.datasets.blended_dataset import BlendedDataset
+
+from regmix_plugin.blending import (
+    ALGORITHM_VERSION,
+    LazyBlendIndex,
+    build_blend_indices,
+    check_weights,
+    counts_after,
+)
+from regmix_plugin.errors import DataError
+from regmix_plugin.io import atomic_open
+
+log = logging.getLogger(__name__)
+
+#: Environment variable: blends of more samples than this are looked up lazily.
+LAZY_ENV = "REGMIX_BLEND_LAZY_ABOVE"
+
+__all__ = [
+    "LAZY_ENV",
+    "ExactRatioBlendedDataset",
+    "ExactRatioBlending",
+    "check_prefixes",
+    "use_exact_ratio_blending",
+]
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_rank())
+    return 0
+
+
+def _lazy_above_from_env() -> int | None:
+    raw = os.environ.get(LAZY_ENV)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise DataError(
+            f"{LAZY_ENV}={raw!r} is not a number of samples; set it to an integer such as "
+            "100000000, or unset it"
+        ) from None
+    if value < 0:
+        raise DataError(f"{LAZY_ENV}={raw!r} must be >= 0 (0 makes every blend lazy)")
+    return value
+
+
+def check_prefixes(prefixes: list[str]) -> list[int]:
+    """Check that each Megatron prefix has a readable ``.idx`` and a ``.bin`` that holds it all.
+
+    Returns the token count of each prefix (from the ``.idx`` header, no ``.bin`` scan). A missing
+    file or a header that does not match its ``.bin`` is a :class:`DataError` naming the file.
+    """
+    from megatron.core.datasets.indexed_dataset import _IndexReader
+
+    tokens = []
+    for prefix in prefixes:
+        idx, bin_ = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
+        for path in (idx, bin_):
+            if not path.is_file():
+                raise DataError(
+                    f"{path} does not exist: the blend prefix {prefix!r} needs both .bin and "
+                    ".idx (write them with megatron-core's IndexedDatasetBuilder or Megatron-LM's "
+                    "tools/preprocess_data.py), or fix the prefix in the blend"
+                )
+        try:
+            reader = _IndexReader(str(idx), False)
+            lengths = np.asarray(reader.sequence_lengths, dtype=np.int64)
+            pointers = np.asarray(reader.sequence_pointers, dtype=np.int64)
+            itemsize = np.dtype(reader.dtype).itemsize
+        except Exception as exc:  # any failure to parse the header means a corrupt file
+            raise DataError(
+                f"{idx} is not a valid Megatron index ({type(exc).__name__}: {exc}); rewrite the "
+                "prefix's .bin/.idx pair"
+            ) from None
+        need = int(pointers[-1] + lengths[-1] * itemsize) if len(lengths) else 0
+        have = bin_.stat().st_size
+        if have < need:
+            raise DataError(
+                f"{bin_} holds {have} bytes but its .idx describes {need}: the pair is truncated "
+                "or mismatched; rewrite the prefix's .bin/.idx pair"
+            )
+        tokens.append(int(lengths.sum()))
+    return tokens
+
+
+class ExactRatioBlendedDataset(BlendedDataset):
+    """megatron-core's ``BlendedDataset`` contract with the exact-ratio sequence.
+
+    Sample ``i`` comes from dataset ``k`` such that, at every prefix of the blend, each dataset's
+    count is within 1 of ``weight * prefix length``. Datasets may have weight 0 (never sampled);
+    any number of datasets (int32 index). The constructor signature is Megatron's, so the builder
+    can construct it.
+    """
+
+    #: Blends of more samples than this use lazy lookups (``None``: never, unless the
+    #: environment variable ``REGMIX_BLEND_LAZY_ABOVE`` says otherwise).
+    lazy_above: int | None = None
+
+    def __init__(
+        self,
+        datasets: list[Any],
+        weights: list[int] | list[float],
+        size: int | None,
+        config: Any,
+    ) -> None:
+        # BlendedDataset.__init__ is not called: its asserts (positive weights, < 32767
+        # datasets) are exactly what this class lifts; the attributes it sets are set here.
+        torch.utils.data.Dataset.__init__(self)
+        if len(datasets) == 0:
+            raise DataError("the blend has no datasets: give at least one prefix")
+        if len(datasets) != len(weights):
+            raise DataError(
+                f"the blend has {len(datasets)} datasets but {len(weights)} weights; give one "
+                "weight per prefix"
+            )
+        kinds = {type(d).__name__ for d in datasets}
+        if len(kinds) > 1:
+            raise DataError(f"a blend needs datasets of one class, got {sorted(kinds)}")
+        splits = {d.index_split for d in datasets}
+        if len(splits) > 1:
+            raise DataError(f"a blend needs datasets of one split, got {sorted(s.name for s in splits)}")
+        raw = check_weights(list(weights), what="blend weights")
+        if size is None:
+            # Megatron's exhaustive form: weights are sample counts, drawn exactly.
+            if not np.all(raw == np.round(raw)):
+                raise DataError(
+                    f"without a size the blend weights must be whole sample counts, got {weights}"
+                )
+            self.num_samples = int(raw.sum())
+            self.weights = [int(x) for x in raw]
+        else:
+            if isinstance(size, bool) or int(size) != size or size <= 0:
+                raise DataError(f"the blend size must be a positive integer, got {size!r}")
+            self.num_samples = int(size)
+            self.weights = (raw / raw.sum()).tolist()
+        self.datasets = datasets
+        self.split = datasets[0].index_split
+        self.size = size
+        self.config = config
+
+        unique_identifiers: OrderedDict[str, Any] = OrderedDict()
+        unique_identifiers["class"] = type(self).__name__
+        unique_identifiers["algorithm"] = ALGORITHM_VERSION
+        unique_identifiers["datasets"] = [d.unique_identifiers for d in datasets]
+        unique_identifiers["split"] = self.split.name
+        unique_identifiers["weights"] = self.weights
+        unique_identifiers["size"] = self.size
+        self.unique_identifiers = unique_identifiers
+        self.unique_description = json.dumps(
+            unique_identifiers, indent=4, default=lambda obj: obj.unique_identifiers
+        )
+        self.unique_description_hash = hashlib.md5(
+            self.unique_description.encode("utf-8"), usedforsecurity=False
+        ).hexdigest()
+
+        threshold = type(self).lazy_above
+        from_env = _lazy_above_from_env()
+        if from_env is not None:
+            threshold = from_env
+        self.lazy = threshold is not None and self.num_samples > threshold
+        self._lazy_index: LazyBlendIndex | None = None
+        self.dataset_index: np.ndarray | None
+        self.dataset_sample_index: np.ndarray | None
+        self.dataset_index, self.dataset_sample_index = self._build_indices()
+        self.realised_counts = self._counts()
+        self._check_capacity()
+        if _rank() == 0:
+            for line in self.report_lines():
+                log.info(line)
+
+    # -- the BlendedDataset contract -------------------------------------------------------
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        dataset_id, sample_id = self.locate(idx)
+        return {"dataset_id": dataset_id, **self.datasets[dataset_id][sample_id]}
+
+    def locate(self, idx: int) -> tuple[int, int]:
+        """``(dataset_id, sample within it)`` of blend sample ``idx``."""
+        if self._lazy_index is not None:
+            return self._lazy_index[idx]
+        assert self.dataset_index is not None and self.dataset_sample_index is not None
+        return int(self.dataset_index[idx]), int(self.dataset_sample_index[idx])
+
+    # -- building and caching --------------------------------------------------------------
+    def _cache_path(self, suffix: str) -> Path:
+        name = f"{self.unique_description_hash}-{type(self).__name__}-{self.split.name}-{suffix}"
+        return Path(self.config.path_to_cache) / name
+
+    def _build_indices(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Materialise (or load from the cache) the two index arrays; nothing when lazy."""
+        if self.lazy:
+            self._lazy_index = LazyBlendIndex(self.weights, self.num_samples)
+            return None, None
+        cache = getattr(self.config, "path_to_cache", None)
+        if cache:
+            description = self._cache_path("description.txt")
+            index_path = self._cache_path("dataset_index.npy")
+            sample_path = self._cache_path("dataset_sample_index.npy")
+            hit = bool(getattr(self.config, "fast_cache_load", False)) or all(
+                p.is_file() for p in (description, index_path, sample_path)
+            )
+            if hit:
+                return self._load(index_path, sample_path)
+            if _rank() != 0:
+                raise DataError(
+                    f"rank {_rank()} found no exact-ratio index cache {index_path} after rank 0 "
+                    "built it: path_to_cache must be a folder every rank sees (a shared file "
+                    "system)"
+                )
+        t0 = time.perf_counter()
+        dataset_index, dataset_sample_index = build_blend_indices(self.weights, self.num_samples)
+        log.debug("exact-ratio blend indices built in %.3f s", time.perf_counter() - t0)
+        if self.size is None and not np.array_equal(
+            np.bincount(dataset_index, minlength=len(self.weights)), np.asarray(self.weights)
+        ):
+            raise DataError("internal error: the exhaustive blend missed its sample counts")
+        if cache:
+            with atomic_open(index_path, "wb") as f:
+                np.save(f, dataset_index, allow_pickle=False)
+            with atomic_open(sample_path, "wb") as f:
+                np.save(f, dataset_sample_index, allow_pickle=False)
+            with atomic_open(description, "w") as f:  # last: marks the cache complete
+                f.write(self.unique_description)
+        return dataset_index, dataset_sample_index
+
+    def _load(self, index_path: Path, sample_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        arrays = []
+        for path, dtype in ((index_path, np.int32), (sample_path, np.int64)):
+            try:
+                arr = np.load(path, allow_pickle=False, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DataError(
+                    f"the exact-ratio index cache {path} cannot be read ({exc}); delete it (and "
+                    "its -description.txt) to rebuild"
+                ) from None
+            if arr.dtype != dtype or arr.shape != (self.num_samples,):
+                raise DataError(
+                    f"the exact-ratio index cache {path} holds {arr.dtype}{list(arr.shape)}, "
+                    f"expected {np.dtype(dtype)}[{self.num_samples}]; delete it to rebuild"
+                )
+            arrays.append(arr)
+        return arrays[0], arrays[1]
+
+    def _counts(self) -> np.ndarray:
+        if self.dataset_index is not None:
+            return np.bincount(np.asarray(self.dataset_index), minlength=len(self.weights))
+        return counts_after(self.weights, self.num_samples)
+
+    def _check_capacity(self) -> None:
+        for k, (dataset, count) in enumerate(zip(self.datasets, self.realised_counts, strict=True)):
+            if count > len(dataset):
+                surplus = getattr(self.config, "mid_level_dataset_surplus", None)
+                raise DataError(
+                    f"the {self.split.name} blend asks {type(dataset).__name__} number {k} "
+                    f"({getattr(dataset, 'dataset_path', '?')}) for {int(count)} samples but it "
+                    f"holds {len(dataset)} and a blended dataset does not repeat them; raise the "
+                    f"config's mid_level_dataset_surplus (now {surplus}) or give that prefix "
+                    "more data"
+                )
+
+    # -- reporting -------------------------------------------------------------------------
+    def report(self) -> list[dict[str, Any]]:
+        """Per dataset: requested and realised samples and tokens, and epochs consumed.
+
+        ``epochs`` is the share of one pass over the dataset's split of its ``.bin/.idx``
+        prefix that the realised samples use (a GPT sample is ``sequence_length`` tokens).
+        """
+        seq = getattr(self.config, "sequence_length", None)
+        total = float(sum(self.weights))
+        rows = []
+        for k, dataset in enumerate(self.datasets):
+            requested = self.weights[k] / total * self.num_samples
+            realised = int(self.realised_counts[k])
+            epochs = None
+            per_epoch = getattr(dataset, "_get_num_tokens_per_epoch", None)
+            if seq and callable(per_epoch):
+                tokens_per_epoch = int(per_epoch())
+                if tokens_per_epoch > 0:
+                    epochs = realised * seq / tokens_per_epoch
+            rows.append(
+                {
+                    "dataset_id": k,
+                    "prefix": str(getattr(dataset, "dataset_path", k)),
+                    "requested_samples": requested,
+                    "realised_samples": realised,
+                    "requested_tokens": requested * seq if seq else None,
+                    "realised_tokens": realised * seq if seq else None,
+                    "epochs": epochs,
+                }
+            )
+        return rows
+
+    def report_lines(self) -> list[str]:
+        """:meth:`report` as log lines."""
+        mode = "lazy lookups" if self.lazy else "materialised indices"
+        lines = [
+            f"ExactRatioBlendedDataset ({ALGORITHM_VERSION}, {self.split.name} split, "
+            f"{self.num_samples} samples, {len(self.datasets)} datasets, {mode})"
+        ]
+        for row in self.report():
+            tokens = (
+                f", tokens {row['requested_tokens']:.0f} -> {row['realised_tokens']}"
+                if row["realised_tokens"] is not None
+                else ""
+            )
+            epochs = f", epochs {row['epochs']:.4f}" if row["epochs"] is not None else ""
+            lines.append(
+                f"  [{row['dataset_id']}] {row['prefix']}: samples "
+                f"{row['requested_samples']:.2f} -> {row['realised_samples']}{tokens}{epochs}"
+            )
+        return lines
+
+
+class ExactRatioBlending(contextlib.AbstractContextManager["ExactRatioBlending"]):
+    """Handle returned by :func:`use_exact_ratio_blending`; ``undo()`` or leave the ``with``."""
+
+    def __init__(self, previous: Any, patched: bool, previous_lazy: int | None) -> None:
+        self._previous = previous
+        self._patched = patched
+        self._previous_lazy = previous_lazy
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        """Whether this handle still holds the patch it made."""
+        return self._active and self._patched
+
+    def undo(self) -> None:
+        """Restore what megatron-core's builder used before this call (idempotent)."""
+        if self._active and self._patched:
+            _builder_module.BlendedDataset = self._previous
+            ExactRatioBlendedDataset.lazy_above = self._previous_lazy
+        self._active = False
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.undo()
+
+
+def use_exact_ratio_blending(*, lazy_above: int | None = None) -> ExactRatioBlending:
+    """Make megatron-core's ``BlendedMegatronDatasetBuilder`` build exact-ratio blends.
+
+    Call it once before the builder runs (Megatron-LM: at the top of ``pretrain_gpt.py``'s
+    ``train_valid_test_datasets_provider`` or before ``pretrain(...)``; NeMo 2: before
+    ``llm.pretrain``/``trainer.fit``, which build the datasets in ``setup``). Idempotent: a second
+    call changes nothing but ``lazy_above`` and its handle's ``undo()`` is a no-op. The handle is
+    also a context manager that undoes the patch on exit. ``lazy_above``: blends of more samples
+    than this are looked up on demand instead of materialised.
+    """
+    if lazy_above is not None and (isinstance(lazy_above, bool) or lazy_above < 0):
+        raise DataError(f"lazy_above must be an integer >= 0 or None, got {lazy_above!r}")
+    previous = _builder_module.BlendedDataset
+    previous_lazy = ExactRatioBlendedDataset.lazy_above
+    if lazy_above is not None:
+        ExactRatioBlendedDataset.lazy_above = int(lazy_above)
+    if previous is ExactRatioBlendedDataset:
+        return ExactRatioBlending(previous, patched=False, previous_lazy=previous_lazy)
+    _builder_module.BlendedDataset = ExactRatioBlendedDataset
+    return ExactRatioBlending(previous, patched=True, previous_lazy=previous_lazy)
