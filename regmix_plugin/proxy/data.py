@@ -13,9 +13,8 @@ whose samples carry the ``dataset_id`` that the trainer counts to report realise
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,23 +114,6 @@ def _gpt_config(
     return config
 
 
-@contextlib.contextmanager
-def _exact_ratio_blending() -> Iterator[None]:
-    """Make megatron-core's builder construct the plugin's exact-ratio blended dataset."""
-    try:
-        from regmix_plugin.megatron import use_exact_ratio_blending
-    except ImportError:  # TODO(issue 2): drop once regmix_plugin.megatron lands
-        log.warning("regmix_plugin.megatron is missing: blending with Megatron's BlendedDataset")
-        yield
-        return
-    manager = use_exact_ratio_blending()
-    if isinstance(manager, contextlib.AbstractContextManager):
-        with manager:
-            yield
-    else:
-        yield
-
-
 @dataclass
 class TrainData:
     """The training blend: a dataset of ``num_samples`` samples and who each prefix belongs to."""
@@ -180,6 +162,8 @@ def build_train_data(
     )
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
+    from regmix_plugin.megatron import use_exact_ratio_blending
+
     check_training_data(cfg, catalogue, blend)
     prefixes = [p for p, _ in blend]
     weights = [w for _, w in blend]
@@ -188,7 +172,7 @@ def build_train_data(
         cfg, blend=(prefixes, weights), seed=cfg.seed, split_row=_TRAIN, whole=False, cache=cache
     )
     builder = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, config)
-    with _exact_ratio_blending():
+    with use_exact_ratio_blending():
         dataset = builder.build()[_TRAIN]
     if dataset is None or len(dataset) < num_samples:
         raise DataError(

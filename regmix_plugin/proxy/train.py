@@ -308,24 +308,22 @@ class _Trainer:
         self.counts += local.numpy()
         self._local_counts[:] = 0
 
-    def _batch(self, first: int, size: int, dataset: Any) -> dict[str, Any]:
+    def _collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stack samples, check their token ids on the host, move them to the device."""
         import torch
 
-        samples = [dataset[i] for i in range(first, first + size)]
-        batch: dict[str, Any] = {
-            key: torch.stack([s[key] for s in samples]).to(self.rt.device, non_blocking=True)
-            for key in ("tokens", "labels", "loss_mask", "position_ids")
-        }
-        batch["dataset_id"] = [int(s["dataset_id"]) for s in samples]
-        return batch
-
-    def _check_vocab(self, batch: dict[str, Any]) -> None:
+        batch: dict[str, Any] = {}
+        for key in ("tokens", "labels", "loss_mask", "position_ids"):
+            batch[key] = torch.stack([s[key] for s in samples])
         top = int(max(batch["tokens"].max(), batch["labels"].max()))
         if top >= self.cfg.vocab_size:
             raise DataError(
                 f"the data holds token id {top}, but proxy.vocab_size is {self.cfg.vocab_size}; "
                 "set proxy.vocab_size to the tokenizer's vocabulary size (above every token id)"
             )
+        for key, value in batch.items():
+            batch[key] = value.to(self.rt.device, non_blocking=True)
+        return batch
 
     def _loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         """(sum of token losses, number of tokens) of a batch."""
@@ -363,9 +361,9 @@ class _Trainer:
             for m in range(self.num_micro):
                 first = self.step * cfg.global_batch_size + rt.rank * per_rank
                 first += m * cfg.micro_batch_size
-                batch = self._batch(first, cfg.micro_batch_size, self.data.dataset)
-                self._check_vocab(batch)
-                np.add.at(self._local_counts, batch["dataset_id"], 1)
+                samples = [self.data.dataset[i] for i in range(first, first + cfg.micro_batch_size)]
+                np.add.at(self._local_counts, [int(s["dataset_id"]) for s in samples], 1)
+                batch = self._collate(samples)
                 sync = m == self.num_micro - 1 or rt.world_size == 1
                 ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
                 with ctx:
@@ -421,12 +419,7 @@ class _Trainer:
         with torch.no_grad():
             for i in range(0, len(refs), self.cfg.micro_batch_size):
                 chunk = refs[i : i + self.cfg.micro_batch_size]
-                samples = [eval_set.parts[k][j] for k, j in chunk]
-                batch = {
-                    key: torch.stack([s[key] for s in samples]).to(self.rt.device)
-                    for key in ("tokens", "labels", "loss_mask", "position_ids")
-                }
-                self._check_vocab(batch)
+                batch = self._collate([eval_set.parts[k][j] for k, j in chunk])
                 loss_sum, n = self._loss(self.model, batch)
                 total[0] += loss_sum.double()
                 total[1] += n.double()
