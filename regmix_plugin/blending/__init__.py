@@ -68,7 +68,7 @@ def check_weights(weights: Any, *, what: str = "weights") -> np.ndarray:
     if bad.size:
         k = int(bad[0])
         raise DataError(
-            f"{what}[{k}] is {arr[k]!r}: every weight must be a finite number >= 0 "
+            f"{what}[{k}] is {float(arr[k])!r}: every weight must be a finite number >= 0 "
             f"({bad.size} bad value(s); use 0 to leave a dataset out)"
         )
     if not np.any(arr > 0):
