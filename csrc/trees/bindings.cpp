@@ -1,6 +1,116 @@
 // pybind11 binding of the compiled tree-ensemble evaluator (core in trees.h / trees.cpp).
+// Checks dtypes, shapes and contiguity (ValueError, never assert), copies nothing it does not
+// need to, and releases the GIL around the evaluation.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-namespace py = pybind11;
+#include <memory>
+#include <stdexcept>
+#include <string>
 
-PYBIND11_MODULE(_trees, m) { m.doc() = "Compiled evaluator for LightGBM tree ensembles."; }
+#include "trees.h"
+
+namespace py = pybind11;
+using regmix::trees::Forest;
+using regmix::trees::ForestArrays;
+
+namespace {
+
+template <typename T>
+const T* checked(const py::array& a, const char* name, const char* dtype_name, py::ssize_t expected_len) {
+    if (!a.dtype().is(py::dtype::of<T>())) {
+        throw std::invalid_argument(std::string(name) + ": expected dtype " + dtype_name + ", got " +
+                                    std::string(py::str(a.dtype())));
+    }
+    if (a.ndim() != 1) {
+        throw std::invalid_argument(std::string(name) + ": expected a 1-d array, got " +
+                                    std::to_string(a.ndim()) + " dimensions");
+    }
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+    if (expected_len >= 0 && a.shape(0) != expected_len) {
+        throw std::invalid_argument(std::string(name) + ": expected length " + std::to_string(expected_len) +
+                                    ", got " + std::to_string(a.shape(0)));
+    }
+    return static_cast<const T*>(a.data());
+}
+
+std::unique_ptr<Forest> make_forest(int64_t num_features, const py::array& node_offset, const py::array& leaf_offset,
+                                    const py::array& split_feature, const py::array& threshold,
+                                    const py::array& decision_type, const py::array& left_child,
+                                    const py::array& right_child, const py::array& leaf_value) {
+    ForestArrays fa;
+    fa.num_features = num_features;
+    fa.node_offset = checked<int64_t>(node_offset, "node_offset", "int64", -1);
+    fa.num_trees = static_cast<int64_t>(node_offset.shape(0)) - 1;
+    if (fa.num_trees < 0) throw std::invalid_argument("node_offset: needs at least one entry (0)");
+    fa.leaf_offset = checked<int64_t>(leaf_offset, "leaf_offset", "int64", fa.num_trees + 1);
+    const int64_t num_nodes = fa.node_offset[fa.num_trees];
+    const int64_t num_leaves = fa.leaf_offset[fa.num_trees];
+    if (num_nodes < 0 || num_leaves < 0) throw std::invalid_argument("offsets must not be negative");
+    fa.split_feature = checked<int32_t>(split_feature, "split_feature", "int32", num_nodes);
+    fa.threshold = checked<double>(threshold, "threshold", "float64", num_nodes);
+    fa.decision_type = checked<int32_t>(decision_type, "decision_type", "int32", num_nodes);
+    fa.left_child = checked<int32_t>(left_child, "left_child", "int32", num_nodes);
+    fa.right_child = checked<int32_t>(right_child, "right_child", "int32", num_nodes);
+    fa.leaf_value = checked<double>(leaf_value, "leaf_value", "float64", num_leaves);
+    return std::make_unique<Forest>(fa);
+}
+
+const double* checked_rows(const py::array& x, const Forest& f, int64_t* num_rows) {
+    if (!x.dtype().is(py::dtype::of<double>())) {
+        throw std::invalid_argument("x: expected dtype float64, got " + std::string(py::str(x.dtype())));
+    }
+    if (x.ndim() != 2 || x.shape(1) != f.num_features()) {
+        throw std::invalid_argument("x: expected shape (rows, " + std::to_string(f.num_features()) + "), got " +
+                                    std::to_string(x.ndim()) + " dimensions" +
+                                    (x.ndim() == 2 ? " with " + std::to_string(x.shape(1)) + " columns" : ""));
+    }
+    if (!(x.flags() & py::array::c_style)) throw std::invalid_argument("x: must be C-contiguous (np.ascontiguousarray)");
+    *num_rows = static_cast<int64_t>(x.shape(0));
+    return static_cast<const double*>(x.data());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_trees, m) {
+    m.doc() = "Compiled evaluator for LightGBM tree ensembles (numerical splits).";
+    py::class_<Forest>(m, "Forest", "A validated tree ensemble compiled for fast scoring.")
+        .def(py::init(&make_forest), py::arg("num_features"), py::arg("node_offset"), py::arg("leaf_offset"),
+             py::arg("split_feature"), py::arg("threshold"), py::arg("decision_type"), py::arg("left_child"),
+             py::arg("right_child"), py::arg("leaf_value"),
+             "Build from flat arrays (int64 offsets, int32 node fields, float64 thresholds and leaf values).")
+        .def_property_readonly("num_features", &Forest::num_features)
+        .def_property_readonly("num_trees", &Forest::num_trees)
+        .def_property_readonly("num_nodes", &Forest::num_nodes)
+        .def_property_readonly("num_leaves", &Forest::num_leaves)
+        .def_property_readonly("max_leaves_per_tree", &Forest::max_leaves_per_tree)
+        .def(
+            "predict",
+            [](const Forest& f, const py::array& x, int num_threads) {
+                int64_t n = 0;
+                const double* px = checked_rows(x, f, &n);
+                if (num_threads < 0) throw std::invalid_argument("num_threads must be >= 0 (0: all cores)");
+                py::array_t<double> out(static_cast<py::ssize_t>(n));
+                double* po = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    f.predict(px, n, po, num_threads);
+                }
+                return out;
+            },
+            py::arg("x"), py::arg("num_threads") = 0, "Scores of the rows of x (float64, C order).")
+        .def(
+            "predict_reference",
+            [](const Forest& f, const py::array& x) {
+                int64_t n = 0;
+                const double* px = checked_rows(x, f, &n);
+                py::array_t<double> out(static_cast<py::ssize_t>(n));
+                double* po = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    f.predict_reference(px, n, po);
+                }
+                return out;
+            },
+            py::arg("x"), "Scores by plain node-by-node traversal (the test oracle).");
+}
