@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fake_command
+from sweep_helpers import fake_command
 
 from regmix_plugin.sweep import sweep_status
 

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from conftest import DOMAINS, TINY_PROXY, fake_command
+from sweep_helpers import DOMAINS, TINY_PROXY, fake_command
 
 from regmix_plugin.cli import main
 from regmix_plugin.errors import ConfigError, DataError

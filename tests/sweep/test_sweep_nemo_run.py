@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import fake_command
+from sweep_helpers import fake_command
 
 from regmix_plugin.cli import main
 from regmix_plugin.sweep import run_sweep, sweep_status

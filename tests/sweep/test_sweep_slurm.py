@@ -7,7 +7,7 @@ import math
 import stat
 
 import pytest
-from conftest import DOMAINS, fake_command
+from sweep_helpers import DOMAINS, fake_command
 
 from regmix_plugin.cli import main
 from regmix_plugin.errors import LaunchError
