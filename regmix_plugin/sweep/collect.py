@@ -149,8 +149,19 @@ def collect(
     return collect_runs(source, settings=settings, mixture_ids=mixture_ids).table
 
 
-def write_results(collected: Collected, path: str | os.PathLike[str]) -> Path:
-    """Write the table (``regmix_plugin.tables``) and ``<path>.missing.json`` beside it."""
+def write_results(collected: Collected | Table, path: str | os.PathLike[str]) -> Path:
+    """Write the table (``regmix_plugin.tables``) and ``<path>.missing.json`` beside it.
+
+    Given a bare :class:`Table`, its rows with a missing value are what the list holds.
+    """
+    if isinstance(collected, Table):
+        t = collected
+        missing = {
+            mid: "missing value(s)"
+            for mid, row in zip(t.ids, t.values, strict=True)
+            if np.isnan(row).any()
+        }
+        collected = Collected(t, missing)
     if not collected.table.columns:
         raise DataError(
             "no run has results yet: "
