@@ -154,7 +154,9 @@ class ExactRatioBlendedDataset(BlendedDataset):
             raise DataError(f"a blend needs datasets of one class, got {sorted(kinds)}")
         splits = {d.index_split for d in datasets}
         if len(splits) > 1:
-            raise DataError(f"a blend needs datasets of one split, got {sorted(s.name for s in splits)}")
+            raise DataError(
+                f"a blend needs datasets of one split, got {sorted(s.name for s in splits)}"
+            )
         raw = check_weights(list(weights), what="blend weights")
         if size is None:
             # Megatron's exhaustive form: weights are sample counts, drawn exactly.

@@ -171,14 +171,18 @@ def test_oversampling_without_repetition_is_a_clear_error(
     corpus: dict[str, str], tmp_path: Path
 ) -> None:
     config = _config(list(corpus.values()), [0.5, 0.5, 0.0, 0.0], tmp_path / "c")
-    small = [
-        GPTDataset.build_low_level_dataset(p, config) for p in list(corpus.values())[:2]
-    ]
+    small = [GPTDataset.build_low_level_dataset(p, config) for p in list(corpus.values())[:2]]
     from megatron.core.datasets.utils import Split
 
     mids = [
-        GPTDataset(ll, p, np.arange(ll.document_indices.shape[0] - 1, dtype=np.int32), 5,
-                   Split.train, config)
+        GPTDataset(
+            ll,
+            p,
+            np.arange(ll.document_indices.shape[0] - 1, dtype=np.int32),
+            5,
+            Split.train,
+            config,
+        )
         for ll, p in zip(small, list(corpus.values())[:2], strict=True)
     ]
     with pytest.raises(DataError, match="mid_level_dataset_surplus"):

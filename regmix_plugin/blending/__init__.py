@@ -12,6 +12,7 @@ with memory independent of its length. The Megatron dataset class that uses it l
 
 from __future__ import annotations
 
+import importlib
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,13 +39,12 @@ __all__ = [
 
 def _core() -> Any:
     try:
-        from regmix_plugin import _blend
+        return importlib.import_module("regmix_plugin._blend")
     except ImportError as exc:  # pragma: no cover - a broken install
         raise DataError(
             f"the compiled sampler regmix_plugin._blend cannot be imported ({exc}); rebuild it "
             "with `python setup.py build_ext --inplace` or reinstall regmix-plugin"
         ) from None
-    return _blend
 
 
 def check_weights(weights: Any, *, what: str = "weights") -> np.ndarray:
@@ -60,7 +60,9 @@ def check_weights(weights: Any, *, what: str = "weights") -> np.ndarray:
     ):
         raise DataError(f"{what} must be real numbers, got {arr.dtype} values: {weights!r:.200}")
     if arr.ndim != 1:
-        raise DataError(f"{what} must be a flat list (one weight per dataset), got shape {arr.shape}")
+        raise DataError(
+            f"{what} must be a flat list (one weight per dataset), got shape {arr.shape}"
+        )
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if arr.size == 0:
         raise DataError(f"{what} is empty: give one weight per dataset")
@@ -143,7 +145,8 @@ def build_blend_indices(
         sizes = np.asarray(dataset_sizes, dtype=np.int64)
         if sizes.shape != w.shape or np.any(sizes < 0):
             raise DataError(
-                f"dataset_sizes must hold one count >= 0 per weight ({w.size}), got {dataset_sizes!r}"
+                f"dataset_sizes must hold one count >= 0 per weight ({w.size}), "
+                f"got {dataset_sizes!r}"
             )
         counts = np.bincount(dataset_index, minlength=w.size)
         over = np.flatnonzero(counts > sizes)
@@ -154,11 +157,10 @@ def build_blend_indices(
                 f"{int(sizes[k])}; lower its weight or num_samples, give it more data, or allow "
                 "repetition"
             )
-        for k in over:
-            if sizes[k] == 0:
-                raise DataError(f"dataset {int(k)} is empty but has a positive weight")
-            sel = dataset_index == k
-            dataset_sample_index[sel] %= sizes[k]
+        for k_over in over.tolist():
+            if sizes[k_over] == 0:
+                raise DataError(f"dataset {k_over} is empty but has a positive weight")
+            dataset_sample_index[dataset_index == k_over] %= sizes[k_over]
     return dataset_index, dataset_sample_index
 
 
@@ -223,7 +225,8 @@ class LazyBlendIndex:
 
     def __getitem__(self, index: int) -> tuple[int, int]:
         """``(dataset, sample within that dataset)`` of global sample ``index``."""
-        return tuple(self._cursor.lookup(self._check_index(index)))  # type: ignore[return-value]
+        dataset, sample = self._cursor.lookup(self._check_index(index))
+        return int(dataset), int(sample)
 
     def lookup(self, indices: Any) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised :meth:`__getitem__`: ``(dataset int32[], sample int64[])``."""

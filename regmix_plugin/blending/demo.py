@@ -105,13 +105,13 @@ def run_blend_demo(out_dir: Path, *, num_samples: int = DEMO_NUM_SAMPLES) -> lis
         reset_attention_mask=False,
         eod_mask_loss=False,
     )
-    builder = BlendedMegatronDatasetBuilder(
-        GPTDataset, [num_samples, 0, 0], lambda: True, config
-    )
+    builder = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, config)
     with use_exact_ratio_blending():
         dataset = builder.build()[0]
     if not isinstance(dataset, ExactRatioBlendedDataset):
-        raise RuntimeError(f"the builder returned {type(dataset).__name__}, not the exact-ratio class")
+        raise RuntimeError(
+            f"the builder returned {type(dataset).__name__}, not the exact-ratio class"
+        )
     # Read every sample back: the dataset id of each one, and its tokens' band.
     read = np.array([int(dataset[i]["dataset_id"]) for i in range(len(dataset))], dtype=np.int64)
     w = np.asarray(dataset.weights, dtype=np.float64)
