@@ -31,7 +31,7 @@ $(NEMO_VENV)/.installed: $(NEMO_CONSTRAINTS)
 	test -x $(NEMO_VENV)/bin/python || $(PYTHON) -m venv $(NEMO_VENV)
 	$(NEMO_VENV)/bin/python -m pip install -q --upgrade pip
 	$(NEMO_VENV)/bin/python -m pip install -q -c $(NEMO_CONSTRAINTS) torch
-	$(NEMO_VENV)/bin/python -m pip install -q -c $(NEMO_CONSTRAINTS) 'nemo-toolkit[llm]' megatron-core pyarrow leptonai
+	$(NEMO_VENV)/bin/python -m pip install -q -c $(NEMO_CONSTRAINTS) 'nemo-toolkit[llm,run]' megatron-core pyarrow leptonai
 	$(NEMO_VENV)/bin/python -c 'from nemo.collections import llm'
 	touch $@
 

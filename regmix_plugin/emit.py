@@ -12,7 +12,7 @@ file                            use
 ``mcore_blend.json`` / ``.py``  megatron-core ``BlendedMegatronDatasetConfig(blend=, split=)``
 ``nemo1_data.yaml``             NeMo 1 ``model.data.data_prefix`` (merge into the model config)
 ``nemo2_data.py``               NeMo 2 ``llm.PreTrainingDataModule(paths=...)`` snippet
-``nemo2_data.yaml``             NeMo 2 / NeMo-Run: the data module as a ``_target_`` config
+``nemo2_data.yaml``             NeMo 2 / NeMo-Run: the data module's ``_target_`` and arguments
 ``bridge_dataset.yaml`` / .py   Megatron-Bridge ``GPTDatasetConfig(blend=..., split=...)``
 ``blend_summary.txt``           epochs each domain implies for the token budget, and warnings
 ``weights.yaml``                the mixture itself (domain weights, id)
@@ -224,8 +224,9 @@ def _nemo2(
         [
             *header,
             "",
-            "NeMo-Run: nemo_run.core.serialization.yaml.YamlSerializer().deserialize(text)",
-            "gives run.Config(llm.PreTrainingDataModule, ...); set it as recipe.data.",
+            "NeMo 2 / NeMo-Run: load this mapping, pop _target_, and set",
+            "  recipe.data = run.Config(llm.PreTrainingDataModule, **mapping, seq_length=...)",
+            "(nemo-run 0.11's YamlSerializer cannot parse PreTrainingDataModule's `paths` type).",
         ]
     )
     return {

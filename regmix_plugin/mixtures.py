@@ -195,7 +195,7 @@ def read_mixtures(
     if off.any():
         i = int(np.argmax(off))
         raise DataError(
-            f"{path}: the weights of mixture {t.ids[i]!r} sum to {sums[i]!r}, not 1 "
+            f"{path}: the weights of mixture {t.ids[i]!r} sum to {float(sums[i])!r}, not 1 "
             f"(tolerance {tolerance:g}); fix the row ({int(off.sum())} rows are off)"
         )
     return Mixtures(ids=t.ids, names=t.columns, weights=w)
