@@ -12,6 +12,7 @@ import pytest
 CSRC = Path(__file__).resolve().parents[2] / "csrc" / "blend"
 
 
+@pytest.mark.slow  # compiling the pybind11 binding takes ~20 s on 2 cores
 @pytest.mark.parametrize("source", ["blend.cpp", "bindings.cpp"])
 def test_compiles_without_warnings(source: str) -> None:
     pybind11 = pytest.importorskip("pybind11")
