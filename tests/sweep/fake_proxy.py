@@ -38,7 +38,7 @@ def main() -> int:
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
         return 0
-    (out / "proxy.pid").write_text(str(os.getpid()))
+    _atomic_write(out / "proxy.pid", str(os.getpid()))
     ckpt = out / "checkpoint" / "step"
     step = int(ckpt.read_text()) if ckpt.is_file() else 0
     with (out / "starts.log").open("a") as f:
