@@ -1,9 +1,10 @@
 """Run in the NeMo environment (.venv-nemo): build NeMo 2's data module from emitted configs.
 
-Usage: ``python check_pretraining_data.py BLEND_DIR``. Constructs
-``llm.PreTrainingDataModule`` from ``nemo2_data.yaml`` two ways (as a NeMo-Run ``run.Config``
-built with fiddle, and directly) and from the ``nemo2_data.py`` snippet two ways, and prints one JSON object: for each way, the blend (prefixes, weights) and split that
-the module will hand to megatron-core. It imports nothing from regmix_plugin.
+Usage: ``python check_pretraining_data.py BLEND_DIR``. Constructs ``llm.PreTrainingDataModule``
+from ``nemo2_data.yaml`` (as a NeMo-Run ``run.Config`` built with fiddle, and directly) and from
+the ``nemo2_data.py`` snippet (its ``data_config()`` and ``data_module()``), and prints one JSON
+object: for each way, the blend (prefixes, weights) and split that the module hands to
+megatron-core. It imports nothing from regmix_plugin.
 """
 
 from __future__ import annotations
