@@ -145,7 +145,7 @@ def _train_step(model: nn.Module, loss_of: Any, dtype: torch.dtype, device: torc
 def bench_models(cfg: ProxyConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Alternate timed repeats of the megatron-core and the plain model; medians of each."""
     from regmix_plugin.proxy.cpu_compat import seed_model_parallel
-    from regmix_plugin.proxy.model import build_model, layer_spec_name
+    from regmix_plugin.proxy.model import build_model, layer_spec_name, token_losses
     from regmix_plugin.proxy.runtime import proxy_runtime
 
     preset = cfg.model_preset()
@@ -170,7 +170,7 @@ def bench_models(cfg: ProxyConfig, args: argparse.Namespace) -> dict[str, Any]:
         ]
         meg_step = _train_step(
             megatron,
-            lambda m, t: m(t[:, :-1], pos, mask, labels=t[:, 1:]),
+            lambda m, t: token_losses(m, t[:, :-1], pos, mask, t[:, 1:]),
             dtype,
             device,
         )

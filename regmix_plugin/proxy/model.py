@@ -134,6 +134,28 @@ def transformer_config(preset: ModelPreset) -> Any:
     )
 
 
+def token_losses(
+    model: Any,
+    tokens: torch.Tensor,
+    position_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """Per-token cross-entropy ``[b, s]`` (fp32) of a ``GPTModel`` without tensor parallelism.
+
+    megatron-core's own loss (``labels=`` in ``forward``) is the vocab-parallel cross-entropy,
+    which runs three all-reduces over the (single-rank) tensor-parallel group per micro-batch;
+    each is a blocking wait on the process group's thread, which costs a scheduling round trip on
+    a busy CPU. Without tensor parallelism the plain cross-entropy on the logits is the same loss.
+    """
+    logits = model(tokens, position_ids, attention_mask)  # [b, s, vocab]
+    b, s, v = logits.shape
+    losses = torch.nn.functional.cross_entropy(
+        logits.float().view(b * s, v), labels.reshape(b * s), reduction="none"
+    )
+    return losses.view(b, s)
+
+
 def build_model(preset: ModelPreset, cfg: ProxyConfig, device: torch.device) -> torch.nn.Module:
     """A freshly initialised ``GPTModel`` on ``device``; seed the RNGs before calling."""
     from megatron.core.models.gpt import GPTModel

@@ -327,12 +327,15 @@ class _Trainer:
 
     def _loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         """(sum of token losses, number of tokens) of a batch."""
+        from regmix_plugin.proxy.model import token_losses
+
         with self.rt.autocast():
-            per_token = model(
+            per_token = token_losses(
+                model,
                 batch["tokens"],
                 batch["position_ids"],
                 self._attention_mask(batch["tokens"].shape[1]),
-                labels=batch["labels"],
+                batch["labels"],
             )
         mask = batch["loss_mask"].float()
         return (per_token.float() * mask).sum(), mask.sum()

@@ -8,7 +8,7 @@ import torch
 from regmix_plugin.config import from_dict
 from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.proxy.cpu_compat import seed_model_parallel
-from regmix_plugin.proxy.model import SDPAttention, build_model
+from regmix_plugin.proxy.model import SDPAttention, build_model, token_losses
 from regmix_plugin.proxy.runtime import proxy_runtime
 
 
@@ -37,6 +37,10 @@ def test_sdpa_attention_matches_megatron_attention() -> None:
             grads[name] = model.decoder.layers[0].self_attention.linear_qkv.weight.grad
         torch.testing.assert_close(losses["sdpa"], losses["megatron"], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(grads["sdpa"], grads["megatron"], rtol=1e-4, atol=1e-6)
+        # The trainer's loss (plain cross-entropy on the logits) is megatron-core's own loss.
+        with torch.no_grad():
+            ours = token_losses(models["sdpa"], tokens[:, :-1], pos, mask, tokens[:, 1:])
+        torch.testing.assert_close(ours, losses["sdpa"], rtol=1e-5, atol=1e-5)
         # Causality: changing the last token changes no earlier position's loss.
         model = models["sdpa"]
         changed = tokens.clone()
