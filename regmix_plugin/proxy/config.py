@@ -100,8 +100,9 @@ class ProxyConfig:
     """``auto`` trains on CUDA when it is available, else on the CPU."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """``auto``: bf16 autocast on CUDA, fp32 on the CPU."""
-    transformer_impl: Literal["auto", "local", "transformer_engine"] = "auto"
-    """Layer spec: ``auto`` takes Transformer Engine on CUDA when it is installed, else local."""
+    transformer_impl: Literal["auto", "local", "transformer_engine"] = "local"
+    """Layer spec: ``local`` (pure PyTorch); ``auto`` takes Transformer Engine on CUDA when it is
+    installed; ``transformer_engine`` requires it."""
     attention: Literal["sdpa", "megatron"] = "sdpa"
     """Core attention of the local spec: PyTorch's fused SDPA, or megatron-core's unfused one."""
     num_threads: int = 0
