@@ -133,7 +133,9 @@ def train_proxy(
             "train_loss": trainer.curve,
             "wall_time_s": trainer.elapsed_before + time.perf_counter() - started,
             "train_time_s": trainer.train_time_s,
-            "tokens_per_second": trainer.tokens_trained_here / max(trainer.train_time_here, 1e-9),
+            "tokens_per_second": trainer.step
+            * cfg.tokens_per_step
+            / max(trainer.train_time_s, 1e-9),
             "realised_tokens": trainer.realised_tokens(catalogue.names),
             "realised_samples": {
                 p: int(n) for p, n in zip(train_data.prefixes, trainer.counts, strict=True)
@@ -273,9 +275,21 @@ class _Trainer:
     def _load_checkpoint(self) -> None:
         import torch
 
+        if self.rt.is_main and self.checkpoint_path.parent.is_dir():
+            # Temporary files of a write that a kill interrupted (atomic_open's naming).
+            for leftover in self.checkpoint_path.parent.glob(f".{self.checkpoint_path.name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
         if not self.checkpoint_path.is_file():
             return
-        state = torch.load(self.checkpoint_path, map_location=self.rt.device, weights_only=False)
+        try:
+            state = torch.load(
+                self.checkpoint_path, map_location=self.rt.device, weights_only=False
+            )
+        except Exception as exc:  # a foreign or damaged file: say which, and how to go on
+            raise DataError(
+                f"{self.checkpoint_path} cannot be read ({type(exc).__name__}: {exc}); delete it "
+                "to train this proxy from the start"
+            ) from None
         if state.get("fingerprint") != self.fp:
             log.warning(
                 "%s belongs to another config or mixture (fingerprint %s, this run %s); "

@@ -201,3 +201,16 @@ def test_preset_that_does_not_exist(make_study, tmp_path: Path) -> None:
     study = make_study(preset="huge")
     with pytest.raises(ConfigError, match=r"proxy\.preset 'huge' does not exist"):
         train_proxy(study, MIX, "x", tmp_path / "x")
+
+
+def test_damaged_checkpoint_names_the_file(band_corpus, tmp_path: Path) -> None:
+    study = study_dict(band_corpus, tmp_path)
+    folder = tmp_path / "out" / "checkpoint"
+    folder.mkdir(parents=True)
+    (folder / "state.pt").write_bytes(b"not a checkpoint")
+    leftover = folder / ".state.pt.x1y2.tmp"  # what a killed atomic write leaves
+    leftover.write_bytes(b"partial")
+    with pytest.raises(DataError, match=r"state\.pt cannot be read .*delete it"):
+        train_proxy(study, MIX, "mix-1", tmp_path / "out")
+    assert not leftover.exists()
+    assert not dist.is_initialized()
