@@ -296,7 +296,9 @@ bool Forest::row_needs_exact_path(const double* row) const {
     for (int64_t f = 0; f < num_features_; ++f) {
         const double v = row[f];
         if (std::isnan(v) && nan_is_missing_[static_cast<size_t>(f)]) return true;
-        if (zero_is_missing_[static_cast<size_t>(f)] && !std::isnan(v) && v >= -kZeroBand && v <= kZeroBand) return true;
+        // With missing type "zero", NaN reads as 0.0 and so is missing as well.
+        if (zero_is_missing_[static_cast<size_t>(f)] && (std::isnan(v) || (v >= -kZeroBand && v <= kZeroBand)))
+            return true;
     }
     return false;
 }

@@ -138,8 +138,9 @@ class CompiledTrees:
     """A LightGBM model compiled for fast scoring; ``predict`` equals ``Booster.predict``."""
 
     def __init__(self, arrays: ForestArrays, source: str = "LightGBM model") -> None:
-        from regmix_plugin import _trees
+        import importlib
 
+        _trees = importlib.import_module("regmix_plugin._trees")
         try:
             self._forest = _trees.Forest(
                 arrays.num_features,

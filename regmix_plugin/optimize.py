@@ -1,0 +1,620 @@
+"""Choose the mixture: simulate candidates, score them with the fitted model, average the best.
+
+As in the paper, ``num_candidates`` mixtures (default 1,000,000) are drawn from Dirichlet
+distributions centred on the prior (``alpha = strength * prior``, one strength per candidate,
+uniform between ``min_strength`` and ``max_strength``), every candidate outside the per-domain
+bounds is rejected, the model predicts the target for the rest, and the mean of the ``top_k``
+(paper: 100) lowest is the chosen mixture. The mean of feasible candidates is feasible (the
+bounds and the simplex are convex), so the chosen mixture honours every bound.
+
+Bounds per domain: ``min_weights`` / ``max_weights`` from the config, and (through the study's
+catalogue) the epoch caps for the target budget, ``max_epochs * tokens / num_target_tokens``.
+
+Also reported: the best single candidate, the spread over the top k, the predicted loss of the
+baselines (the token prior, uniform, the best observed proxy) and of an iterative search that
+spends the same number of model evaluations resampling around its best candidates; it replaces
+the simulation's answer only with ``method: iterative``, or ``method: auto`` when its predicted
+loss is lower.
+
+Python API::
+
+    result = optimize(model, prior, names, lower, upper, OptimizeConfig(...))
+    write_weights_yaml("weights.yaml", result)
+
+Command line::
+
+    regmix optimize study.yaml --model model/ --out weights.yaml      # catalogue from the study
+    regmix optimize --model model/ --prior prior.yaml --out weights.yaml [--config study.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from regmix_plugin.config import from_dict, load_study, load_yaml, resolve_path, to_dict
+from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
+from regmix_plugin.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: Tolerance on a prior's sum before it is an error (float noise only; no silent renormalising).
+PRIOR_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(kw_only=True, frozen=True)
+class SearchSettings:
+    """The iterative search, run with the same number of model evaluations as the simulation."""
+
+    enabled: bool = True
+    """Run it (and report it beside the simulation)."""
+    num_rounds: int = 5
+    """Rounds; each evaluates ``num_candidates / num_rounds`` candidates. The first round draws
+    from the prior like the simulation, later rounds around the best ``top_k`` so far."""
+    concentration: float = 200.0
+    """Dirichlet concentration around a parent (larger: children closer to the parent)."""
+    floor: float = 1e-3
+    """Added to each parent weight before scaling, so a domain at 0 can come back."""
+
+    def __post_init__(self) -> None:
+        if self.num_rounds < 2:
+            raise ValueError(f"search.num_rounds must be >= 2, got {self.num_rounds}")
+        if not self.concentration > 0:
+            raise ValueError(f"search.concentration must be > 0, got {self.concentration}")
+        if not self.floor > 0:
+            raise ValueError(f"search.floor must be > 0, got {self.floor}")
+
+
+@dataclass(kw_only=True, frozen=True)
+class OptimizeConfig:
+    """The ``optimize`` section."""
+
+    target: str | None = None
+    """Fitted target to minimise; unset: the model's only target (an error if it has several)."""
+    num_candidates: int = 1_000_000
+    """Feasible candidates to score (paper: 1,000,000)."""
+    top_k: int = 100
+    """The chosen mixture is the mean of the best ``top_k`` candidates (paper: 100)."""
+    seed: int = 0
+    """Seed of the candidate draws."""
+    prior: str = "tokens"
+    """Centre of the Dirichlet draws: ``tokens`` (catalogue token shares), ``catalogue`` (the
+    catalogue's configured prior), ``uniform``, or a YAML file of ``domain: share``."""
+    min_strength: float = 0.1
+    """Smallest Dirichlet strength (``alpha = strength * prior``)."""
+    max_strength: float = 5.0
+    """Largest Dirichlet strength."""
+    min_weights: dict[str, float] = field(default_factory=dict)
+    """Per-domain lower bounds (domains not named: 0)."""
+    max_weights: dict[str, float] = field(default_factory=dict)
+    """Per-domain upper bounds (domains not named: 1, or the epoch cap when lower)."""
+    max_draw_factor: float = 50.0
+    """Give up (InfeasibleError) after drawing this many times ``num_candidates`` candidates."""
+    batch_size: int = 200_000
+    """Candidates drawn and scored at a time (memory: about 10 * batch * domains * 8 bytes)."""
+    method: Literal["simulate", "iterative", "auto"] = "simulate"
+    """Which answer becomes ``weights``: the paper's simulation, the iterative search, or
+    whichever predicts the lower loss."""
+    search: SearchSettings = field(default_factory=SearchSettings)
+    """Settings of the iterative search."""
+
+    def __post_init__(self) -> None:
+        if self.num_candidates < 1:
+            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
+        if not 1 <= self.top_k <= self.num_candidates:
+            raise ValueError(
+                f"top_k must be between 1 and num_candidates ({self.num_candidates}), "
+                f"got {self.top_k}"
+            )
+        if not 0 < self.min_strength <= self.max_strength < math.inf:
+            raise ValueError(
+                "need 0 < min_strength <= max_strength, got "
+                f"{self.min_strength}, {self.max_strength}"
+            )
+        for key, bounds in (("min_weights", self.min_weights), ("max_weights", self.max_weights)):
+            for name, v in bounds.items():
+                if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                    raise ValueError(f"{key}.{name} must be in [0, 1], got {v}")
+        if self.max_draw_factor < 1:
+            raise ValueError(f"max_draw_factor must be >= 1, got {self.max_draw_factor}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.search.enabled and self.num_candidates < self.search.num_rounds * self.top_k:
+            raise ValueError(
+                f"the iterative search needs num_candidates >= search.num_rounds * top_k "
+                f"({self.search.num_rounds} * {self.top_k}); got {self.num_candidates}"
+            )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A mixture and its predicted loss."""
+
+    weights: dict[str, float]
+    predicted: float
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """What :func:`optimize` found (every mixture in model domain order)."""
+
+    names: list[str]
+    target: str
+    method: str
+    weights: dict[str, float]
+    predicted: float
+    simulation: Candidate
+    best_single: Candidate
+    top_k_predicted: dict[str, float]
+    top_k_weight_std: dict[str, float]
+    baselines: dict[str, dict[str, Any]]
+    iterative: dict[str, Any] | None
+    num_evaluations: int
+    num_drawn: int
+    seconds: float
+    lower: dict[str, float]
+    upper: dict[str, float]
+    settings: dict[str, Any]
+
+
+def _as_dict(names: list[str], w: np.ndarray) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(names, w, strict=True)}
+
+
+def dirichlet(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
+    """Dirichlet draws, one per row of ``alpha``, safe for concentrations far below 1.
+
+    Gamma variates come from ``Gamma(a) = Gamma(a + 1) * U**(1/a)`` in log space, so a row
+    never underflows to all zeros.
+    """
+    g = rng.standard_gamma(alpha + 1.0)
+    u = 1.0 - rng.random(alpha.shape)
+    log_x = np.log(g) + np.log(u) / alpha
+    log_x -= log_x.max(axis=1, keepdims=True)
+    x = np.exp(log_x)
+    return x / x.sum(axis=1, keepdims=True)
+
+
+def _feasible(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    return np.all((x >= lower) & (x <= upper), axis=1)
+
+
+class _TopK:
+    """The best ``k`` rows seen so far."""
+
+    def __init__(self, k: int, num_domains: int) -> None:
+        self.k = k
+        self.x = np.zeros((0, num_domains))
+        self.y = np.zeros(0)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        xs = np.concatenate([self.x, x])
+        ys = np.concatenate([self.y, y])
+        if len(ys) > self.k:
+            keep = np.argpartition(ys, self.k - 1)[: self.k]
+            xs, ys = xs[keep], ys[keep]
+        order = np.argsort(ys, kind="stable")
+        self.x, self.y = xs[order], ys[order]
+
+
+def _draw_scored(
+    sample: Callable[[int], np.ndarray],
+    predict: Callable[[np.ndarray], np.ndarray],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    num: int,
+    config: OptimizeConfig,
+    top: _TopK,
+    what: str,
+) -> int:
+    """Draw until ``num`` feasible candidates are scored into ``top``; returns draws made."""
+    done = drawn = 0
+    limit = int(config.max_draw_factor * num)
+    while done < num:
+        if drawn >= limit:
+            raise InfeasibleError(
+                f"{what}: only {done} of {num} candidates met the bounds after {drawn} draws "
+                f"(optimize.max_draw_factor={config.max_draw_factor}); the bounds "
+                "(optimize.min_weights / max_weights, epoch caps) leave too little room around "
+                "the prior: widen them, change optimize.prior, or raise max_draw_factor"
+            )
+        want = min(config.batch_size, num - done)
+        x = sample(max(want, 1024))
+        drawn += len(x)
+        x = x[_feasible(x, lower, upper)][:want]
+        if len(x):
+            top.add(x, predict(x))
+            done += len(x)
+    return drawn
+
+
+def check_bounds(names: list[str], lower: np.ndarray, upper: np.ndarray) -> None:
+    """Bounds must leave a feasible mixture: lower <= upper and sum(lower) <= 1 <= sum(upper)."""
+    bad = [n for n, lo, hi in zip(names, lower, upper, strict=True) if lo > hi]
+    if bad:
+        raise InfeasibleError(
+            f"lower bound above upper bound for {bad}; check optimize.min_weights/max_weights "
+            "and the epoch caps (domains.*.max_epochs, num_target_tokens)"
+        )
+    if lower.sum() > 1 + 1e-12:
+        raise InfeasibleError(f"optimize.min_weights sum to {lower.sum():.6g} > 1; lower them")
+    if upper.sum() < 1 - 1e-12:
+        raise InfeasibleError(
+            f"the upper bounds (optimize.max_weights and epoch caps) sum to {upper.sum():.6g} < 1: "
+            "no mixture fits; raise max_weights or max_epochs, or lower num_target_tokens"
+        )
+
+
+def optimize(
+    model: Any,
+    prior: np.ndarray,
+    names: list[str],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    config: OptimizeConfig,
+    *,
+    observed: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+) -> OptimizeResult:
+    """Simulate, score and choose (see the module doc).
+
+    ``model`` is a :class:`~regmix_plugin.regression.FittedModel` (or any object with
+    ``domains`` and ``predict(x, target)``). ``prior``, ``lower`` and ``upper`` are per-domain
+    arrays in the order of ``names``; they are matched to the model's domains by name (a
+    missing or extra domain is an error). ``observed`` = (ids, weights in model order, observed
+    target) of the proxy runs, for the "best observed proxy" baseline.
+    """
+    t0 = time.perf_counter()
+    domains = list(model.domains)
+    if sorted(names) != sorted(domains) or len(set(names)) != len(names):
+        missing = [d for d in domains if d not in names]
+        extra = [n for n in names if n not in domains]
+        raise DataError(
+            f"the prior's domains do not match the model's: missing {missing}, not in the model "
+            f"{extra}; the model was fitted on {domains}"
+        )
+    order = [names.index(d) for d in domains]
+    prior = np.asarray(prior, dtype=np.float64)[order]
+    lower = np.asarray(lower, dtype=np.float64)[order]
+    upper = np.asarray(upper, dtype=np.float64)[order]
+    if not (np.all(np.isfinite(prior)) and np.all(prior > 0)):
+        raise DataError(
+            f"the prior must be finite and > 0 for every domain, got {_as_dict(domains, prior)}"
+        )
+    if abs(prior.sum() - 1.0) > PRIOR_SUM_TOLERANCE:
+        raise DataError(f"the prior sums to {prior.sum():.9g}, not 1; fix the prior's shares")
+    check_bounds(domains, lower, upper)
+    target = config.target
+    if target is None:
+        if len(model.targets) != 1:
+            raise ConfigError(
+                f"optimize.target is unset and the model has {len(model.targets)} targets; "
+                f"set it to one of {model.targets}"
+            )
+        target = model.targets[0]
+    elif target not in model.targets:
+        raise ConfigError(f"optimize.target {target!r} is not in the model; it has {model.targets}")
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.ascontiguousarray(x), target))
+
+    k = len(domains)
+    rng = np.random.default_rng(config.seed)
+
+    def from_prior(n: int) -> np.ndarray:
+        s = rng.uniform(config.min_strength, config.max_strength, size=(n, 1))
+        return dirichlet(rng, s * prior[None, :])
+
+    sim = _TopK(config.top_k, k)
+    num_drawn = _draw_scored(
+        from_prior, predict, lower, upper, config.num_candidates, config, sim, "simulation"
+    )
+    chosen = sim.x.mean(axis=0)
+    chosen_pred = float(predict(chosen[None, :])[0])
+    simulation = Candidate(_as_dict(domains, chosen), chosen_pred)
+    best_single = Candidate(_as_dict(domains, sim.x[0]), float(sim.y[0]))
+
+    iterative = None
+    if config.search.enabled:
+        iterative, drawn = _iterative(from_prior, predict, lower, upper, config, rng, domains)
+        num_drawn += drawn
+
+    method = "simulate"
+    weights, predicted = simulation.weights, simulation.predicted
+    if iterative is not None and (
+        config.method == "iterative"
+        or (config.method == "auto" and iterative["predicted"] < simulation.predicted)
+    ):
+        method = "iterative"
+        weights, predicted = iterative["weights"], iterative["predicted"]
+    elif config.method == "iterative":
+        raise ConfigError("optimize.method is 'iterative' but optimize.search.enabled is false")
+
+    baselines: dict[str, dict[str, Any]] = {}
+    for name, w in (("token_prior", prior), ("uniform", np.full(k, 1.0 / k))):
+        baselines[name] = {
+            "predicted": float(predict(w[None, :])[0]),
+            "within_bounds": bool(_feasible(w[None, :], lower, upper)[0]),
+        }
+    if observed is not None:
+        ids, ox, oy = observed
+        ok = np.isfinite(oy)
+        if ok.any():
+            i = int(np.nanargmin(np.where(ok, oy, np.inf)))
+            baselines["best_observed"] = {
+                "mixture_id": ids[i],
+                "observed": float(oy[i]),
+                "predicted": float(predict(ox[i][None, :])[0]),
+                "within_bounds": bool(_feasible(ox[i][None, :], lower, upper)[0]),
+            }
+    num_evaluations = config.num_candidates * (2 if config.search.enabled else 1)
+    return OptimizeResult(
+        names=domains,
+        target=target,
+        method=method,
+        weights=weights,
+        predicted=predicted,
+        simulation=simulation,
+        best_single=best_single,
+        top_k_predicted={
+            "min": float(sim.y.min()),
+            "median": float(np.median(sim.y)),
+            "max": float(sim.y.max()),
+        },
+        top_k_weight_std=_as_dict(domains, sim.x.std(axis=0)),
+        baselines=baselines,
+        iterative=iterative,
+        num_evaluations=num_evaluations,
+        num_drawn=num_drawn,
+        seconds=time.perf_counter() - t0,
+        lower=_as_dict(domains, lower),
+        upper=_as_dict(domains, np.minimum(upper, 1.0)),
+        settings=to_dict(config),
+    )
+
+
+def _iterative(
+    from_prior: Callable[[int], np.ndarray],
+    predict: Callable[[np.ndarray], np.ndarray],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    config: OptimizeConfig,
+    rng: np.random.Generator,
+    domains: list[str],
+) -> tuple[dict[str, Any], int]:
+    s = config.search
+    per_round = [config.num_candidates // s.num_rounds] * s.num_rounds
+    per_round[0] += config.num_candidates - sum(per_round)
+    top = _TopK(config.top_k, len(domains))
+    drawn = _draw_scored(
+        from_prior, predict, lower, upper, per_round[0], config, top, "search round 1"
+    )
+    history = [float(predict(top.x.mean(axis=0)[None, :])[0])]
+    for r, num in enumerate(per_round[1:], start=2):
+        parents = top.x.copy()
+
+        def around(n: int, parents: np.ndarray = parents) -> np.ndarray:
+            pick = parents[rng.integers(len(parents), size=n)]
+            return dirichlet(rng, s.concentration * (pick + s.floor))
+
+        drawn += _draw_scored(around, predict, lower, upper, num, config, top, f"search round {r}")
+        history.append(float(predict(top.x.mean(axis=0)[None, :])[0]))
+    mean = top.x.mean(axis=0)
+    return (
+        {
+            "weights": _as_dict(domains, mean),
+            "predicted": float(predict(mean[None, :])[0]),
+            "best_single": float(top.y[0]),
+            "top_k_predicted_max": float(top.y.max()),
+            "predicted_by_round": history,
+            "num_rounds": s.num_rounds,
+        },
+        drawn,
+    )
+
+
+def write_weights_yaml(path: str | Path, result: OptimizeResult) -> None:
+    """Write ``weights.yaml``: ``weights`` (model domain order, sums to 1) then the report."""
+    doc = {
+        "weights": result.weights,
+        "target": result.target,
+        "method": result.method,
+        "predicted": {
+            "chosen": result.predicted,
+            "simulation_top_k_mean": result.simulation.predicted,
+            "best_single_candidate": result.best_single.predicted,
+            **{name: b["predicted"] for name, b in result.baselines.items()},
+            **({"iterative_top_k_mean": result.iterative["predicted"]} if result.iterative else {}),
+        },
+        "best_single_candidate": result.best_single.weights,
+        "top_k": {
+            "predicted": result.top_k_predicted,
+            "weight_std": result.top_k_weight_std,
+        },
+        "baselines": result.baselines,
+        "iterative_search": result.iterative,
+        "simulation_weights": result.simulation.weights,
+        "bounds": {"lower": result.lower, "upper": result.upper},
+        "num_evaluations": result.num_evaluations,
+        "num_drawn": result.num_drawn,
+        "seconds": round(result.seconds, 3),
+        "settings": result.settings,
+    }
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, width=100))
+
+
+# -- study glue and CLI ----------------------------------------------------------------------------
+
+
+def optimize_config(study: Mapping[str, Any]) -> OptimizeConfig:
+    """The ``optimize`` section of a study config."""
+    return from_dict(OptimizeConfig, study.get("optimize"), "optimize")
+
+
+def read_prior_file(path: str | Path) -> dict[str, float]:
+    """A prior from YAML: a ``domain: share`` mapping, or a file with a ``weights:`` mapping."""
+    data: Any = load_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("weights"), dict):
+        data = data["weights"]
+    out = {}
+    for name, v in data.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise DataError(f"{path}: share of {name!r} is {v!r}, not a number")
+        out[str(name)] = float(v)
+    return out
+
+
+def _bound_arrays(names: list[str], config: OptimizeConfig) -> tuple[np.ndarray, np.ndarray]:
+    for key, bounds in (("min_weights", config.min_weights), ("max_weights", config.max_weights)):
+        unknown = sorted(set(bounds) - set(names))
+        if unknown:
+            raise ConfigError(f"optimize.{key} names unknown domain(s) {unknown}; domains: {names}")
+    lower = np.array([config.min_weights.get(n, 0.0) for n in names])
+    upper = np.array([config.max_weights.get(n, 1.0) for n in names])
+    return lower, upper
+
+
+def _observed(
+    model: Any, target: str | None, mixtures_path: Path | None, results_path: Path | None
+) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    if mixtures_path is None or results_path is None:
+        return None
+    from regmix_plugin.regression import align_columns
+    from regmix_plugin.regression.fitting import join_tables
+    from regmix_plugin.tables import Table, read_table
+
+    mixtures, results = read_table(mixtures_path), read_table(results_path)
+    name = target or model.targets[0]
+    if name not in results.columns:
+        return None
+    ids, x, y, _ = join_tables(mixtures, results)
+    ordered = align_columns(Table(mixtures.id_column, ids, mixtures.columns, x), model.domains)
+    return ids, ordered, y[:, results.columns.index(name)]
+
+
+def optimize_study(
+    study: Mapping[str, Any],
+    *,
+    model_dir: str | Path,
+    out: str | Path,
+    results_path: str | Path | None = None,
+    mixtures_path: str | Path | None = None,
+) -> OptimizeResult:
+    """Optimize with the study's catalogue (prior, epoch caps) and ``optimize`` section."""
+    from regmix_plugin.domains import load_catalogue
+    from regmix_plugin.regression import load_model
+
+    config = optimize_config(study)
+    catalogue = load_catalogue(study)
+    names = list(catalogue.names)
+    if config.prior == "tokens":
+        prior = catalogue.token_shares()
+    elif config.prior == "catalogue":
+        prior = catalogue.prior()
+    elif config.prior == "uniform":
+        prior = np.full(len(names), 1.0 / len(names))
+    else:
+        shares = read_prior_file(resolve_path(config.prior, study.get("_config_dir", ".")))
+        prior = _prior_vector(shares, names, config.prior)
+    lower, upper = _bound_arrays(names, config)
+    upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
+    model = load_model(model_dir)
+    observed = _observed(
+        model,
+        config.target,
+        Path(mixtures_path) if mixtures_path else None,
+        Path(results_path) if results_path else None,
+    )
+    result = optimize(model, prior, names, lower, upper, config, observed=observed)
+    write_weights_yaml(out, result)
+    return result
+
+
+def _prior_vector(shares: Mapping[str, float], names: list[str], source: str) -> np.ndarray:
+    missing = [n for n in names if n not in shares]
+    extra = [n for n in shares if n not in names]
+    if missing or extra:
+        raise DataError(f"prior {source}: missing domain(s) {missing}, unknown domain(s) {extra}")
+    return np.array([shares[n] for n in names], dtype=np.float64)
+
+
+def configure_optimize(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix optimize``."""
+    parser.add_argument(
+        "config", nargs="?", help="study YAML (catalogue: prior, epoch caps; `optimize` section)"
+    )
+    parser.add_argument("--model", required=True, help="model folder written by `regmix fit`")
+    parser.add_argument("--out", required=True, help="weights YAML to write")
+    parser.add_argument(
+        "--prior",
+        help="YAML of domain: share (instead of a study's catalogue); the `optimize` section "
+        "then comes from --config, or the defaults",
+    )
+    parser.add_argument("--config", dest="config_opt", help="study YAML for the `optimize` section")
+    parser.add_argument("--mixtures", help="proxy mixtures CSV (for the best-observed baseline)")
+    parser.add_argument("--results", help="proxy results CSV (for the best-observed baseline)")
+
+
+def command_optimize(args: argparse.Namespace) -> int:
+    """Run ``regmix optimize``."""
+    from regmix_plugin.regression import load_model
+
+    if args.prior is None:
+        if args.config is None:
+            raise ConfigError("give a study config (positional) or --prior FILE")
+        study = load_study(args.config)
+        result = optimize_study(
+            study,
+            model_dir=args.model,
+            out=args.out,
+            results_path=args.results,
+            mixtures_path=args.mixtures,
+        )
+    else:
+        cfg_path = args.config_opt or args.config
+        config = optimize_config(load_study(cfg_path)) if cfg_path else OptimizeConfig()
+        model = load_model(args.model)
+        shares = read_prior_file(args.prior)
+        names = list(shares)
+        prior = np.array([shares[n] for n in names], dtype=np.float64)
+        lower, upper = _bound_arrays(names, config)
+        observed = _observed(
+            model,
+            config.target,
+            Path(args.mixtures) if args.mixtures else None,
+            Path(args.results) if args.results else None,
+        )
+        result = optimize(model, prior, names, lower, upper, config, observed=observed)
+        write_weights_yaml(args.out, result)
+    print(format_result(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def format_result(result: OptimizeResult) -> str:
+    """A short text report (for the CLI)."""
+    lines = [
+        f"target {result.target}: {result.num_evaluations:,} model evaluations "
+        f"({result.num_drawn:,} draws) in {result.seconds:.1f} s; answer from {result.method}",
+        f"  chosen (top-k mean)       predicted {result.predicted:.5f}",
+        f"  simulation top-k mean     predicted {result.simulation.predicted:.5f}",
+        f"  best single candidate     predicted {result.best_single.predicted:.5f}",
+        f"  top-k predicted range     {result.top_k_predicted['min']:.5f} .. "
+        f"{result.top_k_predicted['max']:.5f}",
+    ]
+    if result.iterative:
+        lines.append(f"  iterative top-k mean      predicted {result.iterative['predicted']:.5f}")
+    for name, b in result.baselines.items():
+        extra = f" (observed {b['observed']:.5f}, id {b['mixture_id']})" if "observed" in b else ""
+        lines.append(f"  baseline {name:16s} predicted {b['predicted']:.5f}{extra}")
+    top = sorted(result.weights.items(), key=lambda kv: -kv[1])[:8]
+    lines.append("  weights: " + ", ".join(f"{n} {w:.4f}" for n, w in top))
+    return "\n".join(lines)

@@ -1,0 +1,488 @@
+"""Fit one regressor per target metric, report cross-validated quality, save and load models.
+
+The Python API the pipeline calls:
+
+- :func:`fit` (mixtures table, results table, targets, :class:`FitConfig`, out_dir) ->
+  :class:`FitSummary`: joins the tables on their id column, drops rows without a result (and
+  says how many), chooses each regressor's settings by k-fold cross-validation on those rows
+  only, reports cross-validated Spearman, Pearson and MSE (mean and spread over folds), refits
+  on every row and writes ``out_dir`` atomically (one folder per target + ``metadata.json``).
+- :func:`load_model` (model dir) -> :class:`FittedModel`, whose ``predict(x, target)`` scores a
+  weight matrix in the model's domain order, and :func:`predict_table` scores a mixtures table
+  by domain name (a missing or extra domain is an error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regmix_plugin.config import from_dict, to_dict
+from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.io import atomic_write_json
+from regmix_plugin.regression.regressors import (
+    REGRESSORS,
+    Regressor,
+    RegressorSettings,
+    load_regressor,
+    make_regressor,
+)
+from regmix_plugin.tables import Table
+
+log = logging.getLogger(__name__)
+
+#: Version of the model folder layout (``metadata.json`` ``format_version``).
+FORMAT_VERSION = 1
+#: Regressor used when the config names none ("ours").
+DEFAULT_REGRESSOR = "lgbm_gp"
+
+
+@dataclass(kw_only=True, frozen=True)
+class FitConfig:
+    """The ``fit`` section: which regressor, its settings, and the cross-validation."""
+
+    regressor: str = DEFAULT_REGRESSOR
+    """Registered regressor: ``lgbm_gp`` (ours), ``lightgbm`` (paper), ``linear``, ``gp``."""
+    settings: RegressorSettings = field(default_factory=RegressorSettings)
+    """Per-regressor settings (``settings.lightgbm``, ``settings.linear``, ``settings.gp``,
+    ``settings.blend``)."""
+    num_folds: int = 5
+    """Folds of the k-fold cross-validation that chooses settings and reports quality."""
+    seed: int = 42
+    """Seed of the fold assignment."""
+    targets: list[str] = field(default_factory=list)
+    """Metric columns to fit; empty: every column of the results table."""
+
+    def __post_init__(self) -> None:
+        if self.regressor not in REGRESSORS:
+            raise ValueError(
+                f"regressor {self.regressor!r} is not registered; "
+                f"choose one of {sorted(REGRESSORS)}"
+            )
+        if self.num_folds < 2:
+            raise ValueError(f"num_folds must be >= 2, got {self.num_folds}")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets lists a column twice: {self.targets}")
+
+    @classmethod
+    def from_study(cls, study: dict[str, Any]) -> FitConfig:
+        """The ``fit`` section of a study config (``regmix_plugin.config.load_study``)."""
+        return from_dict(cls, study.get("fit"), "fit")
+
+
+@dataclass(frozen=True)
+class CVMetrics:
+    """Cross-validated quality of one target's regressor: mean and spread over folds."""
+
+    spearman_mean: float
+    spearman_std: float
+    pearson_mean: float
+    pearson_std: float
+    mse_mean: float
+    mse_std: float
+    num_folds: int
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """What ``fit`` did for one target."""
+
+    target: str
+    num_rows: int
+    num_dropped: int
+    row_hash: str
+    cv: CVMetrics
+    chosen: dict[str, Any]
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """What ``fit`` wrote: the model folder, the domains, one summary per target."""
+
+    out_dir: Path
+    regressor: str
+    domains: list[str]
+    targets: list[TargetSummary]
+    skipped: dict[str, str]
+
+    def table(self) -> str:
+        """A plain-text table of the cross-validated metrics (for the CLI)."""
+        lines = [
+            f"{'target':48s} {'rows':>5s} {'Spearman x100':>15s} {'Pearson x100':>15s} {'MSE':>19s}"
+        ]
+        for t in self.targets:
+            c = t.cv
+            lines.append(
+                f"{t.target:48s} {t.num_rows:5d} "
+                f"{100 * c.spearman_mean:8.2f} ±{100 * c.spearman_std:5.2f} "
+                f"{100 * c.pearson_mean:8.2f} ±{100 * c.pearson_std:5.2f} "
+                f"{c.mse_mean:10.3g} ±{c.mse_std:7.2g}"
+            )
+        return "\n".join(lines)
+
+
+def kfold(num_rows: int, num_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold split: (train indices, validation indices) per fold."""
+    order = np.random.default_rng(seed).permutation(num_rows)
+    parts = np.array_split(order, num_folds)
+    return [
+        (np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i])), np.sort(parts[i]))
+        for i in range(num_folds)
+    ]
+
+
+def _rank(a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return np.asarray(rankdata(a), dtype=np.float64)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 0 else float("nan")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    return _pearson(_rank(a), _rank(b))
+
+
+def cv_metrics(
+    y: np.ndarray, oof: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]
+) -> CVMetrics:
+    """Spearman, Pearson and MSE on each fold's held-out rows; mean and std over folds."""
+    s, p, m = [], [], []
+    for _, valid in folds:
+        s.append(spearman(oof[valid], y[valid]))
+        p.append(_pearson(oof[valid], y[valid]))
+        m.append(float(np.mean((oof[valid] - y[valid]) ** 2)))
+    return CVMetrics(
+        spearman_mean=float(np.nanmean(s)),
+        spearman_std=float(np.nanstd(s)),
+        pearson_mean=float(np.nanmean(p)),
+        pearson_std=float(np.nanstd(p)),
+        mse_mean=float(np.mean(m)),
+        mse_std=float(np.std(m)),
+        num_folds=len(folds),
+    )
+
+
+def row_hash(ids: list[str], x: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the training rows (ids, weights, target values) in their exact float form."""
+    h = hashlib.sha256()
+    for rid, row, value in zip(ids, x, y, strict=True):
+        h.update(rid.encode())
+        h.update(b"\0")
+        h.update(np.ascontiguousarray(row, dtype="<f8").tobytes())
+        h.update(np.float64(value).astype("<f8").tobytes())
+    return h.hexdigest()
+
+
+def target_slug(target: str) -> str:
+    """A folder name for a target column (``metric/x_loss`` -> ``metric__x_loss``)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "__", target).strip("_.") or "target"
+    return slug
+
+
+def join_tables(
+    mixtures: Table, results: Table
+) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """Rows of both tables joined on the id (mixtures order); the weight matrix must be clean.
+
+    Returns ``(ids, weights, results matrix, warnings)``.
+    """
+    if mixtures.values.shape[1] < 1:
+        raise DataError("the mixtures table has no domain columns")
+    bad = np.argwhere(~np.isfinite(mixtures.values))
+    if len(bad):
+        r, c = bad[0]
+        raise DataError(
+            f"mixtures table: {len(bad)} empty or non-finite weight(s), first at id "
+            f"{mixtures.ids[r]!r} column {mixtures.columns[c]!r}; every weight must be a number"
+        )
+    if (mixtures.values < 0).any():
+        r, c = np.argwhere(mixtures.values < 0)[0]
+        raise DataError(
+            f"mixtures table: negative weight {mixtures.values[r, c]} at id {mixtures.ids[r]!r} "
+            f"column {mixtures.columns[c]!r}"
+        )
+    notes = []
+    where = {rid: i for i, rid in enumerate(results.ids)}
+    keep = [i for i, rid in enumerate(mixtures.ids) if rid in where]
+    if not keep:
+        raise DataError(
+            f"no id is in both tables (mixtures id column {mixtures.id_column!r}, e.g. "
+            f"{mixtures.ids[:3]}; results id column {results.id_column!r}, e.g. {results.ids[:3]})"
+        )
+    missing = len(mixtures.ids) - len(keep)
+    if missing:
+        notes.append(f"{missing} mixture(s) have no row in the results table and are left out")
+    extra = len(results.ids) - len(keep)
+    if extra:
+        notes.append(f"{extra} result row(s) have no mixture and are left out")
+    ids = [mixtures.ids[i] for i in keep]
+    x = mixtures.values[keep]
+    y = results.values[[where[rid] for rid in ids]]
+    return ids, x, y, notes
+
+
+def _min_rows(num_folds: int) -> int:
+    return max(2 * num_folds, 8)
+
+
+def _fit_target(
+    name: str,
+    ids: list[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    config: FitConfig,
+    folder: Path,
+    notes: list[str],
+) -> TargetSummary:
+    ok = np.isfinite(y)
+    num_dropped = int((~ok).sum())
+    if num_dropped:
+        text = f"{name}: {num_dropped} row(s) with a missing or NaN result dropped"
+        log.warning("%s", text)
+        notes = [*notes, text]
+    ids = [rid for rid, k in zip(ids, ok, strict=True) if k]
+    x, y = x[ok], y[ok]
+    need = _min_rows(config.num_folds)
+    if len(y) < need:
+        raise DataError(
+            f"target {name!r}: {len(y)} usable row(s), {config.num_folds}-fold cross-validation "
+            f"needs at least {need}; run more proxies or lower fit.num_folds"
+        )
+    if float(np.ptp(y)) == 0.0:
+        raise DataError(
+            f"target {name!r} is constant ({y[0]!r} on all {len(y)} rows): nothing to fit; "
+            "remove it from fit.targets / --target"
+        )
+    folds = kfold(len(y), config.num_folds, config.seed)
+    model = make_regressor(config.regressor, config.settings)
+    oof = model.tune(x, y, folds)
+    metrics = cv_metrics(y, oof, folds)
+    model.fit(x, y)
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = model.save(folder)
+    notes = [*notes, *model.notes()]
+    return TargetSummary(
+        target=name,
+        num_rows=len(y),
+        num_dropped=num_dropped,
+        row_hash=row_hash(ids, x, y),
+        cv=metrics,
+        chosen=chosen,
+        notes=notes,
+    )
+
+
+def fit(
+    mixtures: Table,
+    results: Table,
+    targets: list[str] | None,
+    config: FitConfig,
+    out_dir: str | Path,
+) -> FitSummary:
+    """Fit ``config.regressor`` for each target and write the model folder ``out_dir``.
+
+    ``targets`` overrides ``config.targets``; both empty: every results column. Named targets
+    that are missing or constant are errors; with every column implied, a constant column is
+    skipped with a warning. The folder is built beside ``out_dir`` and moved into place whole.
+    """
+    wanted = list(targets) if targets else list(config.targets)
+    explicit = bool(wanted)
+    if not wanted:
+        wanted = list(results.columns)
+    missing = [t for t in wanted if t not in results.columns]
+    if missing:
+        raise DataError(
+            f"target column(s) {missing} not in the results table; "
+            f"its columns are {results.columns}"
+        )
+    ids, x, yall, notes = join_tables(mixtures, results)
+    for text in notes:
+        log.warning("%s", text)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        summaries: list[TargetSummary] = []
+        skipped: dict[str, str] = {}
+        for name in wanted:
+            y = yall[:, results.columns.index(name)]
+            finite = y[np.isfinite(y)]
+            if not explicit and finite.size and float(np.ptp(finite)) == 0.0:
+                reason = f"constant ({finite[0]!r}) on every row"
+                log.warning("target %s skipped: %s", name, reason)
+                skipped[name] = reason
+                continue
+            summaries.append(
+                _fit_target(name, ids, x, y, config, tmp / target_slug(name), list(notes))
+            )
+        if not summaries:
+            raise DataError(f"no target left to fit (skipped: {skipped})")
+        slugs = [target_slug(s.target) for s in summaries]
+        if len(set(slugs)) != len(slugs):
+            raise DataError(f"two targets map to the same folder name: {slugs}")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "regressor": config.regressor,
+            "domains": list(mixtures.columns),
+            "id_column": mixtures.id_column,
+            "config": to_dict(config),
+            "targets": {
+                s.target: {
+                    "folder": target_slug(s.target),
+                    "num_rows": s.num_rows,
+                    "num_dropped": s.num_dropped,
+                    "row_hash": s.row_hash,
+                    "cv": to_dict(s.cv),
+                    "chosen": s.chosen,
+                    "notes": s.notes,
+                }
+                for s in summaries
+            },
+            "skipped": skipped,
+        }
+        atomic_write_json(tmp / "metadata.json", meta)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FitSummary(
+        out_dir=out,
+        regressor=config.regressor,
+        domains=list(mixtures.columns),
+        targets=summaries,
+        skipped=skipped,
+    )
+
+
+class FittedModel:
+    """A loaded model folder: ``domains``, ``targets`` and ``predict``."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], models: dict[str, Regressor]) -> None:
+        self.path = path
+        self.meta = meta
+        self.domains: list[str] = list(meta["domains"])
+        self.regressor: str = meta["regressor"]
+        self._models = models
+
+    @property
+    def targets(self) -> list[str]:
+        """The fitted targets, in fit order."""
+        return list(self._models)
+
+    def model(self, target: str | None = None) -> Regressor:
+        """The regressor of one target (``None``: the only one)."""
+        return self._models[self._target(target)]
+
+    def _target(self, target: str | None) -> str:
+        if target is None:
+            if len(self._models) != 1:
+                raise DataError(
+                    f"model {str(self.path)!r} holds {len(self._models)} targets; name one of "
+                    f"{self.targets}"
+                )
+            return next(iter(self._models))
+        if target not in self._models:
+            raise DataError(
+                f"target {target!r} is not in model {str(self.path)!r}; it has {self.targets}"
+            )
+        return target
+
+    def predict(self, x: np.ndarray, target: str | None = None) -> np.ndarray:
+        """Predictions for a weight matrix whose columns are ``self.domains``, in that order."""
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != len(self.domains):
+            raise DataError(
+                f"expected a matrix with {len(self.domains)} columns (the model's domains "
+                f"{self.domains}), got shape {arr.shape}"
+            )
+        return self._models[self._target(target)].predict(np.ascontiguousarray(arr))
+
+
+def load_model(path: str | Path) -> FittedModel:
+    """Load a model folder written by :func:`fit`."""
+    p = Path(path)
+    meta_path = p / "metadata.json"
+    if not meta_path.is_file():
+        raise DataError(f"{str(p)!r} is not a model folder (no metadata.json); run `regmix fit`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({exc}); refit the model") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"{meta_path}: format_version {meta.get('format_version')!r}, this version reads "
+            f"{FORMAT_VERSION}; refit the model"
+        )
+    try:
+        config = from_dict(FitConfig, meta["config"], f"{meta_path}: config")
+    except ConfigError as exc:
+        raise DataError(str(exc)) from exc
+    models = {
+        target: load_regressor(
+            meta["regressor"], p / info["folder"], info["chosen"], config.settings
+        )
+        for target, info in meta["targets"].items()
+    }
+    return FittedModel(p, meta, models)
+
+
+def align_columns(table: Table, domains: list[str], source: str = "mixtures table") -> np.ndarray:
+    """The weight matrix of ``table`` in the order of ``domains``, matched by name.
+
+    A domain of the model missing from the table, or a table column the model does not know, is
+    an error: scoring with a domain silently dropped or zero-filled would be wrong.
+    """
+    missing = [d for d in domains if d not in table.columns]
+    extra = [c for c in table.columns if c not in domains]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing domain(s) {missing}")
+        if extra:
+            parts.append(f"domain(s) the model was not fitted on {extra}")
+        raise DataError(
+            f"{source}: {'; '.join(parts)}. The model's domains are {domains}; score tables with "
+            "exactly those columns (any order) or refit the model"
+        )
+    x = table.select(domains)
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        r, c = bad[0]
+        raise DataError(
+            f"{source}: empty or non-finite weight at id {table.ids[r]!r} domain {domains[c]!r}"
+        )
+    return np.ascontiguousarray(x)
+
+
+def predict_table(model: FittedModel, mixtures: Table, targets: list[str] | None = None) -> Table:
+    """Predictions for every row of ``mixtures``: the id column, then one column per target."""
+    names = list(targets) if targets else model.targets
+    x = align_columns(mixtures, model.domains)
+    cols = [model.predict(x, t) for t in names]
+    values = np.stack(cols, axis=1) if cols else np.zeros((len(mixtures.ids), 0))
+    return Table(mixtures.id_column, list(mixtures.ids), names, values)
