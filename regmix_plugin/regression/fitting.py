@@ -169,11 +169,19 @@ def cv_metrics(
         s.append(spearman(oof[valid], y[valid]))
         p.append(_pearson(oof[valid], y[valid]))
         m.append(float(np.mean((oof[valid] - y[valid]) ** 2)))
+
+    def mean_std(values: list[float]) -> tuple[float, float]:
+        # A fold whose predictions are constant has no correlation (NaN): leave it out.
+        v = np.asarray(values)
+        v = v[np.isfinite(v)]
+        return (float(v.mean()), float(v.std())) if v.size else (math.nan, math.nan)
+
+    (s_mean, s_std), (p_mean, p_std) = mean_std(s), mean_std(p)
     return CVMetrics(
-        spearman_mean=float(np.nanmean(s)),
-        spearman_std=float(np.nanstd(s)),
-        pearson_mean=float(np.nanmean(p)),
-        pearson_std=float(np.nanstd(p)),
+        spearman_mean=s_mean,
+        spearman_std=s_std,
+        pearson_mean=p_mean,
+        pearson_std=p_std,
         mse_mean=float(np.mean(m)),
         mse_std=float(np.std(m)),
         num_folds=len(folds),
@@ -268,7 +276,7 @@ def _fit_target(
         )
     if float(np.ptp(y)) == 0.0:
         raise DataError(
-            f"target {name!r} is constant ({y[0]!r} on all {len(y)} rows): nothing to fit; "
+            f"target {name!r} is constant ({float(y[0])!r} on all {len(y)} rows): nothing to fit; "
             "remove it from fit.targets / --target"
         )
     folds = kfold(len(y), config.num_folds, config.seed)
@@ -326,7 +334,7 @@ def fit(
             y = yall[:, results.columns.index(name)]
             finite = y[np.isfinite(y)]
             if not explicit and finite.size and float(np.ptp(finite)) == 0.0:
-                reason = f"constant ({finite[0]!r}) on every row"
+                reason = f"constant ({float(finite[0])!r}) on every row"
                 log.warning("target %s skipped: %s", name, reason)
                 skipped[name] = reason
                 continue
