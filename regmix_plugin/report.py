@@ -1,0 +1,451 @@
+"""The run report: one HTML page and its Markdown twin, with plots, from a run directory.
+
+``regmix report RUN_DIR`` reads the artifacts the stages left (``mixtures.csv``, ``results.csv``,
+``model/``, ``weights.yaml``, ``blend/``, ``evaluation.json``) and writes ``report.html``,
+``report.md`` and the figures under ``report_files/``. A stage that has not run yet shows as such;
+the report never fails because a later stage is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from regmix_plugin.config import from_dict, load_study
+from regmix_plugin.errors import ConfigError, RegMixError
+from regmix_plugin.io import atomic_write_bytes, atomic_write_text
+from regmix_plugin.tables import Table, read_table
+
+log = logging.getLogger(__name__)
+
+FILES_DIR = "report_files"
+
+
+@dataclass(kw_only=True, frozen=True)
+class ReportConfig:
+    """The ``report`` section."""
+
+    title: str = "RegMix run report"
+    """Heading of the page."""
+    max_blend_chars: int = 6000
+    """Longest blend file shown in full; longer ones are cut with a pointer to the file."""
+
+    def __post_init__(self) -> None:
+        if self.max_blend_chars < 100:
+            raise ValueError(f"max_blend_chars must be at least 100, got {self.max_blend_chars}")
+
+
+# -- page model ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    """A titled part of the report: paragraphs, a table, figures and code blocks, in that order."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: tuple[list[str], list[list[str]]] | None = None
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
+    code: list[tuple[str, str]] = field(default_factory=list)  # (caption, text)
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if isinstance(x, float | np.floating):
+        if math.isnan(x):
+            return "–"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _to_markdown(title: str, sections: list[Section]) -> str:
+    out = [f"# {title}", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for p in s.paragraphs:
+            out += [p, ""]
+        if s.table:
+            head, rows = s.table
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "|".join("---" for _ in head) + "|")
+            out += ["| " + " | ".join(r) + " |" for r in rows]
+            out.append("")
+        for name, caption in s.figures:
+            out += [f"![{caption}]({FILES_DIR}/{name})", ""]
+        for caption, text in s.code:
+            out += [f"**{caption}**", "", "```", text.rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#555;font-size:90%}
+pre{background:#f6f8fa;padding:10px;overflow-x:auto;font-size:85%}
+nav a{margin-right:1em}
+"""
+
+# Marks the page once every image has decoded: a headless browser can read it from the DOM.
+_IMAGE_CHECK = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-total', imgs.length);
+  document.body.setAttribute('data-images-rendered', ok);
+});
+"""
+
+
+def _to_html(title: str, sections: list[Section]) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style>",
+        f"<script>{_IMAGE_CHECK}</script></head><body>",
+        f"<h1>{e(title)}</h1><nav>",
+    ]
+    parts += [f'<a href="#s{i}">{e(s.title)}</a>' for i, s in enumerate(sections)]
+    parts.append("</nav>")
+    for i, s in enumerate(sections):
+        parts.append(f'<section id="s{i}"><h2>{e(s.title)}</h2>')
+        parts += [f"<p>{e(p)}</p>" for p in s.paragraphs]
+        if s.table:
+            head, rows = s.table
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+            parts.append("</table>")
+        for name, caption in s.figures:
+            parts.append(
+                f'<figure><img src="{FILES_DIR}/{e(name)}" alt="{e(caption)}">'
+                f"<figcaption>{e(caption)}</figcaption></figure>"
+            )
+        for caption, text in s.code:
+            parts.append(f"<p><b>{e(caption)}</b></p><pre>{e(text)}</pre>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+class _Figures:
+    """Saves matplotlib figures as PNGs under ``report_files/`` (atomically)."""
+
+    def __init__(self, folder: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+
+        self.plt = plt
+        self.folder = folder
+
+    def save(self, name: str, draw: Callable[[Any], None], size: tuple[float, float]) -> str:
+        import io
+
+        fig = self.plt.figure(figsize=size, dpi=100)
+        try:
+            draw(fig)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png")
+        finally:
+            self.plt.close(fig)
+        atomic_write_bytes(self.folder / name, buf.getvalue())
+        return name
+
+
+# -- the sections ----------------------------------------------------------------------------------
+
+
+def _read_optional_table(path: Path) -> Table | None:
+    return read_table(path) if path.is_file() else None
+
+
+def _design_section(mixtures: Table | None, figs: _Figures) -> Section:
+    s = Section("Mixture design")
+    if mixtures is None:
+        s.paragraphs.append("mixtures.csv is not there yet: run `regmix sample`.")
+        return s
+    w = mixtures.values
+    nonzero = (w > 0).sum(axis=1)
+    s.paragraphs.append(
+        f"{len(mixtures.ids)} mixtures over {len(mixtures.columns)} domains; non-zero domains per "
+        f"mixture: min {nonzero.min()}, median {int(np.median(nonzero))}, max {nonzero.max()}."
+    )
+    s.table = (
+        ["domain", "min", "mean", "max", "share of mixtures > 0"],
+        [
+            [d, _fmt(w[:, j].min(), 3), _fmt(w[:, j].mean(), 3), _fmt(w[:, j].max(), 3),
+             f"{(w[:, j] > 0).mean():.0%}"]
+            for j, d in enumerate(mixtures.columns)
+        ],
+    )  # fmt: skip
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        rng = np.random.default_rng(0)
+        for j in range(w.shape[1]):
+            ax.scatter(j + rng.uniform(-0.25, 0.25, len(w)), w[:, j], s=6, alpha=0.5)
+        ax.boxplot(w, positions=range(w.shape[1]), widths=0.6, showfliers=False)
+        ax.set_xticks(range(w.shape[1]), mixtures.columns, rotation=45, ha="right")
+        ax.set_ylabel("weight")
+        ax.set_title("Coverage of the mixture design (one dot per proxy mixture)")
+
+    s.figures.append((figs.save("design.png", draw, (9, 4)), "Per-domain weights of the proxies"))
+    return s
+
+
+def _model_section(run_dir: Path, figs: _Figures) -> Section:
+    s = Section("Regression: cross-validated fit and what it learned")
+    model_dir = run_dir / "model"
+    if not model_dir.is_dir():
+        s.paragraphs.append("No model yet: run `regmix fit`.")
+        return s
+    from regmix_plugin.regression import report_data
+
+    data = report_data(model_dir)
+    for target, info in data.items():
+        metrics = info.get("cv_metrics", {})
+        if metrics:
+            s.paragraphs.append(
+                f"{target}: "
+                + ", ".join(
+                    f"{k} {_fmt(v, 4)}" for k, v in metrics.items() if not isinstance(v, list)
+                )
+            )
+        measured, predicted = info.get("cv_measured"), info.get("cv_predicted")
+        safe = "".join(c if c.isalnum() else "_" for c in target)
+        if measured is not None and predicted is not None:
+            m, p = np.asarray(measured), np.asarray(predicted)
+
+            def draw_cv(fig: Any, m: np.ndarray = m, p: np.ndarray = p, t: str = target) -> None:
+                ax = fig.add_subplot(1, 1, 1)
+                ax.scatter(m, p, s=10, alpha=0.7)
+                lo, hi = float(min(m.min(), p.min())), float(max(m.max(), p.max()))
+                ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+                ax.set_xlabel("measured")
+                ax.set_ylabel("predicted (out of fold)")
+                ax.set_title(f"Cross-validation: {t}")
+
+            s.figures.append(
+                (figs.save(f"cv_{safe}.png", draw_cv, (5, 5)), f"Predicted vs measured, {target}")
+            )
+        importance = info.get("importance")
+        if importance:
+            names, vals = list(importance), np.array(list(importance.values()), dtype=float)
+
+            def draw_imp(
+                fig: Any, n: list[str] = names, v: np.ndarray = vals, t: str = target
+            ) -> None:
+                ax = fig.add_subplot(1, 1, 1)
+                order = np.argsort(v)
+                ax.barh([n[i] for i in order], v[order])
+                ax.set_xlabel(info.get("importance_kind", "importance"))
+                ax.set_title(f"What the regressor learned per domain: {t}")
+
+            s.figures.append(
+                (
+                    figs.save(f"importance_{safe}.png", draw_imp, (7, 0.3 * len(names) + 1.5)),
+                    f"Per-domain {info.get('importance_kind', 'importance')}, {target}",
+                )
+            )
+    return s
+
+
+def _weights_section(run_dir: Path, figs: _Figures) -> Section:
+    s = Section("Chosen mixture and baselines")
+    path = run_dir / "weights.yaml"
+    if not path.is_file():
+        s.paragraphs.append("No chosen mixture yet: run `regmix optimize`.")
+        return s
+    doc = _load_yaml_mapping(path)
+    chosen: dict[str, float] = {str(k): float(v) for k, v in (doc.get("weights") or {}).items()}
+    names = list(chosen)
+    series: dict[str, np.ndarray] = {"chosen": np.array([chosen[n] for n in names])}
+    baselines = doc.get("baselines") or {}
+    for label, entry in baselines.items():
+        if isinstance(entry, Mapping) and isinstance(entry.get("weights"), Mapping):
+            series[str(label)] = np.array([float(entry["weights"].get(n, 0.0)) for n in names])
+    evaluation = _load_json(run_dir / "evaluation.json")
+    if evaluation and evaluation.get("hidden_weights"):
+        hidden = evaluation["hidden_weights"]
+        series["planted optimum"] = np.array([float(hidden.get(n, 0.0)) for n in names])
+    rows = [[n, *(_fmt(v[i], 3) for v in series.values())] for i, n in enumerate(names)]
+    s.table = (["domain", *series], rows)
+    predicted = doc.get("predicted") or {}
+    if predicted:
+        s.paragraphs.append(
+            "Predicted target loss: " + ", ".join(f"{k} {_fmt(v)}" for k, v in predicted.items())
+        )
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        width = 0.8 / len(series)
+        for i, (label, v) in enumerate(series.items()):
+            ax.bar(np.arange(len(names)) + i * width, v, width, label=label)
+        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45, ha="right")
+        ax.set_ylabel("weight")
+        ax.legend()
+        ax.set_title("The chosen mixture beside the baselines")
+
+    s.figures.append((figs.save("weights.png", draw, (9, 4)), "Chosen mixture and baselines"))
+    return s
+
+
+def _evaluation_section(run_dir: Path) -> Section | None:
+    evaluation = _load_json(run_dir / "evaluation.json")
+    if not evaluation:
+        return None
+    s = Section("Measured: proxies trained on the chosen mixture and the baselines")
+    rows = [
+        [name, _fmt(r.get("target_loss", math.nan)), _fmt(r.get("l1_to_planted", math.nan), 3)]
+        for name, r in evaluation.get("runs", {}).items()
+    ]
+    s.table = (["mixture", "target loss (measured)", "L1 to planted optimum"], rows)
+    if "chosen_beats_all" in evaluation:
+        verdict = "beats" if evaluation["chosen_beats_all"] else "does NOT beat"
+        s.paragraphs.append(
+            f"The chosen mixture {verdict} every baseline on the measured target loss."
+        )
+    return s
+
+
+def _epochs_section(run_dir: Path, study: Mapping[str, Any] | None) -> Section:
+    s = Section("Implied epochs per domain")
+    manifest = _load_json(run_dir / "blend" / "manifest.json")
+    if not manifest or "epochs" not in manifest:
+        s.paragraphs.append("No blend configs yet: run `regmix emit`.")
+        return s
+    s.paragraphs.append(f"For a run of {int(manifest.get('num_tokens', 0)):,} tokens.")
+    caps: dict[str, float | None] = {}
+    if study is not None:
+        from regmix_plugin.domains import load_catalogue
+
+        caps = {d.name: d.max_epochs for d in load_catalogue(study).domains}
+    blend_weights = _load_yaml_mapping(run_dir / "blend" / "weights.yaml").get("weights") or {}
+    rows = []
+    for name, epochs in manifest["epochs"].items():
+        cap = caps.get(name)
+        weight = blend_weights.get(name)
+        rows.append(
+            [name, "–" if weight is None else _fmt(float(weight), 4), _fmt(float(epochs), 3),
+             "–" if cap is None else _fmt(float(cap), 1)]
+        )  # fmt: skip
+    s.table = (["domain", "weight", "epochs", "cap"], rows)
+    s.paragraphs += [f"Warning: {w}" for w in manifest.get("warnings", [])]
+    return s
+
+
+def _load_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _blend_section(run_dir: Path, cfg: ReportConfig) -> Section:
+    s = Section("Blend configs to copy")
+    folder = run_dir / "blend"
+    manifest = _load_json(folder / "manifest.json")
+    if not manifest:
+        s.paragraphs.append("No blend configs yet: run `regmix emit`.")
+        return s
+    for name in manifest.get("files", []):
+        p = folder / name
+        if not p.is_file() or p.name == "manifest.json":
+            continue
+        text = p.read_text(encoding="utf-8", errors="replace")
+        if len(text) > cfg.max_blend_chars:
+            text = text[: cfg.max_blend_chars] + f"\n... (cut; the whole file is {p})"
+        s.code.append((f"blend/{name}", text))
+    return s
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s is not valid JSON; left out of the report", path)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- the stage -------------------------------------------------------------------------------------
+
+
+def study_from_run_dir(run_dir: str | Path) -> dict[str, Any] | None:
+    """The study of a run directory, from the config path that ``regmix run`` recorded there."""
+    info = Path(run_dir) / "run.json"
+    if not info.is_file():
+        return None
+    path = Path(json.loads(info.read_text())["config_path"])
+    return load_study(path) if path.is_file() else None
+
+
+def write_report(
+    run_dir: str | Path,
+    cfg: ReportConfig | None = None,
+    *,
+    study: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` (and their figures) into ``run_dir``.
+
+    ``study`` (a loaded config) gives the catalogue for the epochs table; by default the config
+    recorded in ``run_dir/run.json`` by ``regmix run`` is used, when it is still there.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"run directory {str(run)!r} does not exist; pass the run_dir of a study")
+    if study is None:
+        study = study_from_run_dir(run)
+    if cfg is None:
+        cfg = from_dict(ReportConfig, (study or {}).get("report") or {}, "report")
+    figs = _Figures(run / FILES_DIR)
+    sections: list[Section] = []
+    for build in (
+        lambda: _design_section(_read_optional_table(run / "mixtures.csv"), figs),
+        lambda: _model_section(run, figs),
+        lambda: _weights_section(run, figs),
+        lambda: _evaluation_section(run),
+        lambda: _epochs_section(run, study),
+        lambda: _blend_section(run, cfg),
+    ):
+        try:
+            section = build()
+        except RegMixError as exc:  # a broken artifact shows in the report, never kills it
+            section = Section("(section failed)", paragraphs=[str(exc)])
+        if section is not None:
+            sections.append(section)
+    html_path, md_path = run / "report.html", run / "report.md"
+    atomic_write_text(html_path, _to_html(cfg.title, sections))
+    atomic_write_text(md_path, _to_markdown(cfg.title, sections))
+    return html_path, md_path
+
+
+def configure_report(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix report``."""
+    parser.add_argument("run_dir", help="a study's run directory")
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """``regmix report RUN_DIR``."""
+    html_path, md_path = write_report(args.run_dir)
+    print(f"wrote {html_path} and {md_path}")
+    return 0
