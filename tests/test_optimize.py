@@ -1,4 +1,4 @@
-"""``regmix optimize``: simulation, bounds, top-k mean, baselines, iterative search, weights.yaml."""
+"""``regmix optimize``: simulation, bounds, top-k mean, baselines, iterative search, YAML."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_iterative_search_and_auto(linear_model: FittedModel) -> None:
         linear_model, PRIOR, DOMAINS, np.zeros(4), np.ones(4), _cfg(search={"enabled": False})
     )
     assert off.iterative is None and off.num_evaluations == 20_000
-    with pytest.raises(ConfigError, match="search.enabled is false"):
+    with pytest.raises(ConfigError, match=r"search\.enabled is false"):
         optimize(
             linear_model,
             PRIOR,
@@ -115,9 +115,9 @@ def test_same_seed_same_answer_and_name_matching(linear_model: FittedModel) -> N
 
 
 def test_infeasible_and_mismatched_inputs(linear_model: FittedModel) -> None:
-    with pytest.raises(InfeasibleError, match="sum to 0.8 < 1"):
+    with pytest.raises(InfeasibleError, match=r"sum to 0\.8 < 1"):
         optimize(linear_model, PRIOR, DOMAINS, np.zeros(4), np.full(4, 0.2), _cfg())
-    with pytest.raises(InfeasibleError, match="min_weights sum to 1.2"):
+    with pytest.raises(InfeasibleError, match=r"min_weights sum to 1\.2"):
         optimize(linear_model, PRIOR, DOMAINS, np.full(4, 0.3), np.ones(4), _cfg())
     with pytest.raises(InfeasibleError, match="lower bound above upper"):
         optimize(
@@ -137,9 +137,9 @@ def test_infeasible_and_mismatched_inputs(linear_model: FittedModel) -> None:
         optimize(
             linear_model, PRIOR[:3] / PRIOR[:3].sum(), DOMAINS[:3], np.zeros(3), np.ones(3), _cfg()
         )
-    with pytest.raises(DataError, match="sums to 1.1"):
+    with pytest.raises(DataError, match=r"sums to 1\.1"):
         optimize(linear_model, PRIOR + 0.025, DOMAINS, np.zeros(4), np.ones(4), _cfg())
-    with pytest.raises(ConfigError, match="optimize.target 'nope'"):
+    with pytest.raises(ConfigError, match=r"optimize\.target 'nope'"):
         optimize(linear_model, PRIOR, DOMAINS, np.zeros(4), np.ones(4), _cfg(target="nope"))
     with pytest.raises(ConfigError, match="top_k"):
         _cfg(top_k=30_000)

@@ -301,7 +301,7 @@ def test_bad_inputs_are_clear(tmp_path: Path) -> None:
         from_dict(FitConfig, {"regressor": "xgboost"}, "fit")
     with pytest.raises(ConfigError, match="unknown key"):
         from_dict(FitConfig, {"settings": {"lightgbm": {"leaves": 3}}}, "fit")
-    with pytest.raises(DataError, match="no metadata.json"):
+    with pytest.raises(DataError, match=r"no metadata\.json"):
         load_model(tmp_path)
 
 
