@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -102,6 +103,9 @@ def proxy_runtime(cfg: ProxyConfig) -> Iterator[Runtime]:
     device = resolve_device(cfg)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # init_process_group wraps sys.excepthook with a "[rankN]: " prefix on every call; restore it
+    # at teardown so that training several proxies in one process does not stack the wrappers.
+    excepthook = sys.excepthook
     owns_group = _init_process_group(device)
     owns_parallel_state = False
     try:
@@ -122,3 +126,4 @@ def proxy_runtime(cfg: ProxyConfig) -> Iterator[Runtime]:
             parallel_state.destroy_model_parallel()
         if owns_group:
             dist.destroy_process_group()
+            sys.excepthook = excepthook

@@ -6,6 +6,7 @@ import copy as copy_module
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,9 @@ def test_torch_distributed_and_patches_are_torn_down(trained) -> None:
 
 def test_same_seed_gives_the_same_losses(trained, tmp_path: Path) -> None:
     study, metrics, _ = trained
+    hook = sys.excepthook
     again = train_proxy(study, MIX, "mix-1", tmp_path / "again")
+    assert sys.excepthook is hook  # torch's "[rank0]: " excepthook wrapper does not pile up
     assert again["metrics"] == metrics["metrics"]
     assert again["train_loss"] == metrics["train_loss"]
     assert again["realised_tokens"] == metrics["realised_tokens"]
