@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -177,3 +183,32 @@ def test_binding_checks_dtypes_and_shapes() -> None:
         )
     with pytest.raises(DataError, match="feature columns"):
         CompiledTrees(arrays).predict(np.zeros((2, 5)))
+
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc" / "trees"
+
+
+def _compile(source: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on PATH")
+    flags = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}", *extra]
+    cmd = [compiler, *flags, "-c", str(CSRC / source), "-o", os.devnull]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def test_core_compiles_cleanly_without_python() -> None:
+    """trees.cpp builds warning-free with -Wall -Wextra and needs no Python headers."""
+    for name in ("trees.h", "trees.cpp"):
+        text = (CSRC / name).read_text()
+        assert "pybind11" not in text and "Python.h" not in text
+    result = _compile("trees.cpp")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow  # the pybind11 binding takes ~20 s to compile on 2 cores
+def test_binding_compiles_cleanly() -> None:
+    pybind11 = pytest.importorskip("pybind11")
+    include = f"-I{sysconfig.get_paths()['include']}"
+    result = _compile("bindings.cpp", include, f"-I{pybind11.get_include()}")
+    assert result.returncode == 0, result.stderr
