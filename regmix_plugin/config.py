@@ -10,6 +10,7 @@ with the dotted path of the offending key, so that a typo never passes silently.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -74,7 +75,7 @@ def load_study(path: str | Path) -> dict[str, Any]:
 def resolve_path(value: str | Path, base_dir: str | Path) -> Path:
     """A path from a config: absolute as given, relative to the config file's folder otherwise."""
     p = Path(value).expanduser()
-    return p if p.is_absolute() else Path(base_dir) / p
+    return Path(os.path.normpath(p if p.is_absolute() else Path(base_dir) / p))
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:

@@ -210,61 +210,99 @@ def _design_section(mixtures: Table | None, figs: _Figures) -> Section:
     return s
 
 
+#: Share of weight moved onto one domain when measuring what the model learned about it.
+EFFECT_SHIFT = 0.1
+
+
+def _learned_effects(run_dir: Path, target: str, domains: list[str]) -> dict[str, float] | None:
+    """Per domain: the mean change of the prediction when 10% of the weight moves onto it.
+
+    Model-agnostic (it asks the fitted model, whatever the regressor), averaged over the proxy
+    mixtures: negative means more of that domain lowers the predicted target.
+    """
+    mixtures = _read_optional_table(run_dir / "mixtures.csv")
+    if mixtures is None or any(d not in mixtures.columns for d in domains):
+        return None
+    from regmix_plugin.regression import load_model
+
+    model = load_model(run_dir / "model")
+    x = mixtures.select(domains)
+    base = model.predict(x, target)
+    effects = {}
+    for k, name in enumerate(domains):
+        moved = (1 - EFFECT_SHIFT) * x
+        moved[:, k] += EFFECT_SHIFT
+        effects[name] = float(np.mean(model.predict(moved, target) - base))
+    return effects
+
+
 def _model_section(run_dir: Path, figs: _Figures) -> Section:
     s = Section("Regression: cross-validated fit and what it learned")
-    model_dir = run_dir / "model"
-    if not model_dir.is_dir():
+    meta = _load_json(run_dir / "model" / "metadata.json")
+    if not meta:
         s.paragraphs.append("No model yet: run `regmix fit`.")
         return s
-    from regmix_plugin.regression import report_data
+    from regmix_plugin.regression.fitting import CV_PREDICTIONS_FILE
 
-    data = report_data(model_dir)
-    for target, info in data.items():
-        metrics = info.get("cv_metrics", {})
-        if metrics:
-            s.paragraphs.append(
-                f"{target}: "
-                + ", ".join(
-                    f"{k} {_fmt(v, 4)}" for k, v in metrics.items() if not isinstance(v, list)
-                )
-            )
-        measured, predicted = info.get("cv_measured"), info.get("cv_predicted")
-        safe = "".join(c if c.isalnum() else "_" for c in target)
-        if measured is not None and predicted is not None:
-            m, p = np.asarray(measured), np.asarray(predicted)
+    domains = list(meta["domains"])
+    s.paragraphs.append(f"Regressor {meta.get('regressor')} over {len(domains)} domains.")
+    rows = []
+    for index, (target, info) in enumerate(meta.get("targets", {}).items()):
+        cv = info.get("cv", {})
 
-            def draw_cv(fig: Any, m: np.ndarray = m, p: np.ndarray = p, t: str = target) -> None:
-                ax = fig.add_subplot(1, 1, 1)
-                ax.scatter(m, p, s=10, alpha=0.7)
-                lo, hi = float(min(m.min(), p.min())), float(max(m.max(), p.max()))
-                ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-                ax.set_xlabel("measured")
-                ax.set_ylabel("predicted (out of fold)")
-                ax.set_title(f"Cross-validation: {t}")
+        def pm(key: str, cv: Mapping[str, float] = cv) -> str:
+            mean, std = cv.get(f"{key}_mean", math.nan), cv.get(f"{key}_std", math.nan)
+            return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
+        mse = f"{cv.get('mse_mean', math.nan):.3g}"
+        rows.append([target, str(info.get("num_rows", "")), pm("spearman"), pm("pearson"), mse])
+        s.paragraphs += [f"{target}: {note}" for note in info.get("notes", [])]
+        folder = run_dir / "model" / info["folder"]
+        cv_path = folder / CV_PREDICTIONS_FILE
+        if cv_path.is_file():
+            table = read_table(cv_path)
+            m, p = table.column("measured"), table.column("predicted")
             s.figures.append(
-                (figs.save(f"cv_{safe}.png", draw_cv, (5, 5)), f"Predicted vs measured, {target}")
-            )
-        importance = info.get("importance")
-        if importance:
-            names, vals = list(importance), np.array(list(importance.values()), dtype=float)
-
-            def draw_imp(
-                fig: Any, n: list[str] = names, v: np.ndarray = vals, t: str = target
-            ) -> None:
-                ax = fig.add_subplot(1, 1, 1)
-                order = np.argsort(v)
-                ax.barh([n[i] for i in order], v[order])
-                ax.set_xlabel(info.get("importance_kind", "importance"))
-                ax.set_title(f"What the regressor learned per domain: {t}")
-
+                (figs.save(f"cv_{index}.png", _scatter_drawer(m, p, target), (5, 5)),
+                 f"Out-of-fold predicted vs measured, {target}")
+            )  # fmt: skip
+        effects = _learned_effects(run_dir, target, domains)
+        if effects is not None:
+            kind = f"change of predicted {target} when {EFFECT_SHIFT:.0%} of weight moves onto it"
             s.figures.append(
-                (
-                    figs.save(f"importance_{safe}.png", draw_imp, (7, 0.3 * len(names) + 1.5)),
-                    f"Per-domain {info.get('importance_kind', 'importance')}, {target}",
-                )
-            )
+                (figs.save(f"effects_{index}.png", _barh_drawer(effects, kind, target),
+                           (7, 0.35 * len(effects) + 1.5)),
+                 f"What the regressor learned per domain: {kind} (mean over the proxy mixtures)")
+            )  # fmt: skip
+    s.table = (["target", "rows", "CV Spearman ×100", "CV Pearson ×100", "CV MSE"], rows)
     return s
+
+
+def _scatter_drawer(m: np.ndarray, p: np.ndarray, target: str) -> Callable[[Any], None]:
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.scatter(m, p, s=12, alpha=0.7)
+        lo, hi = float(min(m.min(), p.min())), float(max(m.max(), p.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("measured")
+        ax.set_ylabel("predicted (out of fold)")
+        ax.set_title(f"Cross-validation: {target}")
+
+    return draw
+
+
+def _barh_drawer(values: Mapping[str, float], kind: str, target: str) -> Callable[[Any], None]:
+    names = list(values)
+    v = np.array([values[n] for n in names])
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        order = np.argsort(v)
+        ax.barh([names[i] for i in order], v[order])
+        ax.set_xlabel(kind)
+        ax.set_title(f"What the regressor learned per domain: {target}")
+
+    return draw
 
 
 def _weights_section(run_dir: Path, figs: _Figures) -> Section:
@@ -277,12 +315,11 @@ def _weights_section(run_dir: Path, figs: _Figures) -> Section:
     chosen: dict[str, float] = {str(k): float(v) for k, v in (doc.get("weights") or {}).items()}
     names = list(chosen)
     series: dict[str, np.ndarray] = {"chosen": np.array([chosen[n] for n in names])}
-    baselines = doc.get("baselines") or {}
-    for label, entry in baselines.items():
-        if isinstance(entry, Mapping) and isinstance(entry.get("weights"), Mapping):
-            series[str(label)] = np.array([float(entry["weights"].get(n, 0.0)) for n in names])
-    evaluation = _load_json(run_dir / "evaluation.json")
-    if evaluation and evaluation.get("hidden_weights"):
+    evaluation = _load_json(run_dir / "evaluation.json") or {}
+    for label, run in (evaluation.get("runs") or {}).items():
+        if label != "chosen" and isinstance(run.get("weights"), Mapping):
+            series[str(label)] = np.array([float(run["weights"].get(n, 0.0)) for n in names])
+    if evaluation.get("hidden_weights"):
         hidden = evaluation["hidden_weights"]
         series["planted optimum"] = np.array([float(hidden.get(n, 0.0)) for n in names])
     rows = [[n, *(_fmt(v[i], 3) for v in series.values())] for i, n in enumerate(names)]
@@ -290,7 +327,8 @@ def _weights_section(run_dir: Path, figs: _Figures) -> Section:
     predicted = doc.get("predicted") or {}
     if predicted:
         s.paragraphs.append(
-            "Predicted target loss: " + ", ".join(f"{k} {_fmt(v)}" for k, v in predicted.items())
+            f"Predicted {doc.get('target', 'target')} ({doc.get('method', '')}): "
+            + ", ".join(f"{k} {_fmt(float(v))}" for k, v in predicted.items())
         )
 
     def draw(fig: Any) -> None:

@@ -37,12 +37,14 @@ from regmix_plugin.regression.regressors import (
     load_regressor,
     make_regressor,
 )
-from regmix_plugin.tables import Table
+from regmix_plugin.tables import Table, write_table
 
 log = logging.getLogger(__name__)
 
 #: Version of the model folder layout (``metadata.json`` ``format_version``).
 FORMAT_VERSION = 1
+#: Per target folder: the out-of-fold predictions of the cross-validation.
+CV_PREDICTIONS_FILE = "cv_predictions.csv"
 #: Regressor used when the config names none ("ours").
 DEFAULT_REGRESSOR = "lgbm_gp"
 
@@ -286,6 +288,11 @@ def _fit_target(
     model.fit(x, y)
     folder.mkdir(parents=True, exist_ok=True)
     chosen = model.save(folder)
+    # Out-of-fold predictions, for the report's predicted-vs-measured plot.
+    write_table(
+        folder / CV_PREDICTIONS_FILE,
+        Table("mixture_id", ids, ["measured", "predicted"], np.column_stack([y, oof])),
+    )
     notes = [*notes, *model.notes()]
     return TargetSummary(
         target=name,
