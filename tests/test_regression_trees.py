@@ -11,9 +11,11 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from regmix_plugin.errors import DataError
-from regmix_plugin.regression.trees import CompiledTrees, parse_lightgbm_model
+from regmix_plugin.regression.trees import CompiledTrees, ForestArrays, parse_lightgbm_model
 
 
 def _booster(x: np.ndarray, y: np.ndarray, rounds: int = 30, **params) -> lgb.Booster:
@@ -212,3 +214,56 @@ def test_binding_compiles_cleanly() -> None:
     include = f"-I{sysconfig.get_paths()['include']}"
     result = _compile("bindings.cpp", include, f"-I{pybind11.get_include()}")
     assert result.returncode == 0, result.stderr
+
+
+def _random_forest(rng: np.random.Generator, num_features: int, grid: np.ndarray) -> ForestArrays:
+    """Random trees in LightGBM's layout: random shapes, thresholds on a small grid (ties with
+    the inputs happen), every decision type (default left/right, missing none/zero/NaN)."""
+    node_offset, leaf_offset = [0], [0]
+    feats, thrs, dts, lefts, rights, leaves = [], [], [], [], [], []
+    for _ in range(int(rng.integers(1, 12))):
+        num_leaves = int(rng.choice([1, 2, 5, 17, 32, 33, 64, 65, 100]))
+        # Grow by splitting a random leaf: node i's children are nodes or leaves (~index).
+        left, right = [], []
+        slots: list[tuple[int, int]] = []  # (node, side) holding a leaf
+        for node in range(num_leaves - 1):
+            left.append(0)
+            right.append(0)
+            if slots:
+                parent, side = slots.pop(int(rng.integers(len(slots))))
+                (left if side == 0 else right)[parent] = node
+            slots += [(node, 0), (node, 1)]
+        for leaf, (parent, side) in enumerate(slots):
+            (left if side == 0 else right)[parent] = ~leaf
+        n = num_leaves - 1
+        feats.append(rng.integers(0, num_features, n))
+        thrs.append(rng.choice(grid, n))
+        dts.append(rng.choice([0, 2, 4, 6, 8, 10], n))
+        lefts.append(np.asarray(left, dtype=np.int32))
+        rights.append(np.asarray(right, dtype=np.int32))
+        leaves.append(rng.standard_normal(num_leaves))
+        node_offset.append(node_offset[-1] + n)
+        leaf_offset.append(leaf_offset[-1] + num_leaves)
+    return ForestArrays(
+        num_features=num_features,
+        node_offset=np.asarray(node_offset, dtype=np.int64),
+        leaf_offset=np.asarray(leaf_offset, dtype=np.int64),
+        split_feature=np.concatenate(feats).astype(np.int32),
+        threshold=np.concatenate(thrs).astype(np.float64),
+        decision_type=np.concatenate(dts).astype(np.int32),
+        left_child=np.concatenate(lefts).astype(np.int32),
+        right_child=np.concatenate(rights).astype(np.int32),
+        leaf_value=np.concatenate(leaves).astype(np.float64),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fast_path_equals_node_by_node(seed: int) -> None:
+    """Property: the mask kernel over bins equals plain traversal, bit for bit."""
+    rng = np.random.default_rng(seed)
+    grid = np.array([-1.0, -1e-36, 0.0, 1e-36, 0.1, 0.25, 0.5, 0.75, 1.0])
+    arrays = _random_forest(rng, num_features=4, grid=grid)
+    compiled = CompiledTrees(arrays)
+    x = rng.choice(np.append(grid, [np.nan, 0.3, 2.0]), size=(600, 4))
+    np.testing.assert_array_equal(compiled.predict(x, num_threads=1), compiled.predict_reference(x))
