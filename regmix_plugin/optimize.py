@@ -494,6 +494,12 @@ def _observed(
     mixtures, results = read_table(mixtures_path), read_table(results_path)
     name = target or model.targets[0]
     if name not in results.columns:
+        log.warning(
+            "no best-observed baseline: %s has no column %r (columns: %s)",
+            results_path,
+            name,
+            results.columns,
+        )
         return None
     ids, x, y, _ = join_tables(mixtures, results)
     ordered = align_columns(Table(mixtures.id_column, ids, mixtures.columns, x), model.domains)
