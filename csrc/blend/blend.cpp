@@ -34,6 +34,13 @@ std::string fmt(double x) {
   return std::string(buf);
 }
 
+// The deadline slot ceil(d) of a job whose deadline d, relative to its block's start, is
+// (q + r / W) / 2^F exactly (q, r: the fixed-point floor and remainder the walk keeps).
+inline uint64_t deadline_slot(uint64_t q, uint64_t r, int F) {
+  const uint64_t frac = q & ((uint64_t{1} << F) - 1);
+  return (q >> F) + static_cast<uint64_t>((frac | r) != 0);
+}
+
 // Binary min-heap of 64-bit composite keys (value in the high bits, domain in the low bits).
 void sift_down(std::vector<uint64_t>& h, std::size_t i) {
   const std::size_t n = h.size();
@@ -233,7 +240,7 @@ void BlockWalk::begin(const Plan& plan, int64_t block, const std::vector<int64_t
     const uint64_t rel = ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1;
     const uint64_t kk = static_cast<uint64_t>(k);
     if (rel <= 1) {
-      ready_[num_ready_++] = ((q_[k] + (r_[k] != 0)) << kb) | kk;
+      ready_[num_ready_++] = (deadline_slot(q_[k], r_[k], F) << kb) | kk;
     } else if (rel < static_cast<uint64_t>(kWheelSize)) {
       wheel_next_[k] = wheel_head_[rel];
       wheel_head_[rel] = static_cast<int32_t>(k);
@@ -290,14 +297,14 @@ void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sa
     const std::size_t slot = static_cast<std::size_t>(u & wheel_mask);
     for (int32_t k = head[slot]; k >= 0;) {
       const int32_t after = next[k];
-      add(((q[k] + (r[k] != 0)) << kb) | static_cast<uint64_t>(k));
+      add((deadline_slot(q[k], r[k], F) << kb) | static_cast<uint64_t>(k));
       k = after;
     }
     head[slot] = -1;
     while (!far_.empty() && (far_[0] >> kb) <= u) {
       const uint64_t k = far_[0] & mask;
       heap_pop(far_);
-      add(((q[k] + (r[k] != 0)) << kb) | k);
+      add((deadline_slot(q[k], r[k], F) << kb) | k);
     }
     if (taken) {  // nothing replaced the emitted top: remove it
       heap[0] = heap[--n];
@@ -325,7 +332,7 @@ void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sa
     r[k] = rk - carry * weight[k];
     q[k] += step_int[k] + carry;
     if (rel <= u + 1) {
-      heap[0] = ((q[k] + (r[k] != 0)) << kb) | k;
+      heap[0] = (deadline_slot(q[k], r[k], F) << kb) | k;
       sift_down_raw(heap, n, 0);
     } else {
       taken = true;
@@ -366,6 +373,291 @@ void counts_after(const Plan& plan, int64_t n, int64_t* counts) {
   std::copy(start.begin(), start.end(), counts);
 }
 
+namespace {
+
+// Deadline slots a chunk of the sorted job stream covers at least (see BlockFiller).
+constexpr uint64_t kChunkSlots = 16384;
+
+// Fills a block by the same earliest-deadline-first rule as BlockWalk, from the block's jobs
+// in key order rather than from a priority queue.
+//
+// Job c -> c+1 of domain k has a release slot R and a deadline slot D; its key is
+// (D << index_bits | k). The jobs of a domain come in key order by themselves, so a stable
+// counting sort by D of the jobs whose D falls in a chunk of deadline slots, domain by domain,
+// yields the stream in key order (chunk after chunk: memory O(K + chunk), whatever the block
+// size). EDF at slot u takes the released job with the smallest key: the next job of the
+// stream if it is released; a job met before its release waits in a short list (in key order,
+// all smaller than the rest of the stream) and goes first once released. Sorting and reading
+// are sequential passes with rarely-taken branches, where a queue would put a load, a compare
+// and a store on the critical path of every sample.
+class BlockFiller {
+ public:
+  // Writes the first `len` samples of block `block` (boundary counts `start` -> `end`); after
+  // a full block, counts() must equal `end`.
+  void fill(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
+            const std::vector<int64_t>& end, int64_t len, int32_t* dataset, int64_t* sample);
+  const std::vector<int64_t>& counts() const { return count_; }
+  // Every job of the block was emitted (true after a full block).
+  bool exhausted() const { return active_.empty() && pos_ == size_ && num_far_ == 0; }
+
+ private:
+  // Sorts the jobs with deadline slot in [from, from + span) into key_/rel_; returns their number.
+  uint64_t next_chunk(const Plan& plan);
+  // Takes the first free slot at or after `from` (beyond the window [g, g + 64)).
+  uint64_t place_far(uint64_t g, uint64_t from);
+  // Removes and returns the far bits of slots [from, from + count), count <= 64.
+  uint64_t take_far(uint64_t from, int count);
+
+  static constexpr uint64_t kHorizon = uint64_t{1} << 16;  // slots of the far bitmap
+  static constexpr std::size_t kHorizonWords = kHorizon / 64;
+
+  // Per domain: fixed-point deadline (q_, r_), count and release of its next job to sort.
+  std::vector<uint64_t> q_, r_, rel_next_;
+  std::vector<int64_t> next_, end_, count_;
+  std::vector<uint64_t> deadline_next_;  // deadline slot of that job
+  std::vector<int32_t> active_;          // domains with jobs left to sort, ascending
+  std::vector<uint32_t> hist_;
+  std::vector<uint64_t> tmp_key_, tmp_rel_, key_, rel_;
+  std::vector<uint64_t> taken_ = std::vector<uint64_t>(kHorizonWords);  // far taken slots
+  std::vector<uint64_t> overflow_;  // taken slots beyond the far bitmap's horizon, ascending
+  uint64_t num_far_ = 0;            // bits set in taken_ plus entries of overflow_
+  uint64_t from_ = 0, span_ = 0, pos_ = 0, size_ = 0;
+};
+
+uint64_t BlockFiller::next_chunk(const Plan& plan) {
+  const int F = plan.frac_bits;
+  const int kb = plan.index_bits;
+  const uint64_t lim = from_ + span_;
+  uint64_t n = 0;
+  uint64_t first_left = ~uint64_t{0};  // smallest deadline slot not sorted yet
+  std::fill(hist_.begin(), hist_.end(), 0);
+  uint32_t* const hist = hist_.data();
+  uint64_t* const tk = tmp_key_.data();
+  uint64_t* const tr = tmp_rel_.data();
+  std::size_t keep = 0;
+  for (const int32_t k32 : active_) {
+    const std::size_t k = static_cast<std::size_t>(k32);
+    const uint64_t w = plan.weights[k], si = plan.step_int[k], sf = plan.step_frac[k];
+    uint64_t q = q_[k], r = r_[k], rel = rel_next_[k], d = deadline_next_[k];
+    int64_t c = next_[k];
+    const int64_t e = end_[k];
+    while (d < lim) {
+      tk[n] = (d << kb) | static_cast<uint64_t>(k);
+      tr[n] = rel;
+      ++n;
+      ++hist[d - from_];
+      rel = (q >> F) + 1;  // the next job is released one slot after this deadline's floor
+      const uint64_t rk = r + sf;
+      const uint64_t carry = static_cast<uint64_t>(rk >= w);
+      r = rk - carry * w;
+      q += si + carry;
+      d = deadline_slot(q, r, F);
+      if (++c == e) break;
+    }
+    q_[k] = q;
+    r_[k] = r;
+    rel_next_[k] = rel;
+    deadline_next_[k] = d;
+    next_[k] = c;
+    if (c < e) {
+      active_[keep++] = k32;
+      first_left = std::min(first_left, d);
+    }
+  }
+  active_.resize(keep);
+  // Stable counting sort by deadline slot: within a slot the domains stay in index order.
+  uint32_t sum = 0;
+  for (uint64_t b = 0; b < span_; ++b) {
+    const uint32_t h = hist[b];
+    hist[b] = sum;
+    sum += h;
+  }
+  uint64_t* const key = key_.data();
+  uint64_t* const rel = rel_.data();
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint32_t at = hist[(tk[i] >> kb) - from_]++;
+    key[at] = tk[i];
+    rel[at] = tr[i];
+  }
+  // The next chunk starts at the next unsorted deadline (skipping empty stretches).
+  from_ = std::max(lim, first_left);
+  return n;
+}
+
+void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
+                       const std::vector<int64_t>& end, int64_t len, int32_t* dataset,
+                       int64_t* sample) {
+  const int64_t K = plan.num_domains;
+  const std::size_t Ks = static_cast<std::size_t>(K);
+  const uint64_t T = plan.total;
+  const int F = plan.frac_bits;
+  const int kb = plan.index_bits;
+  const uint64_t mask = (uint64_t{1} << kb) - 1;
+  const u128 n0 = static_cast<u128>(block) * static_cast<uint64_t>(plan.block_size);
+  q_.resize(Ks);
+  r_.resize(Ks);
+  rel_next_.resize(Ks);
+  deadline_next_.resize(Ks);
+  next_ = start;
+  end_ = end;
+  count_ = start;
+  active_.clear();
+  for (int64_t k = 0; k < K; ++k) {
+    const uint64_t w = plan.weights[k];
+    if (w == 0 || start[k] >= end[k]) continue;
+    const u128 n0w = n0 * w;
+    // Deadline of the next job, relative to the block start: ((c+1) T - n0 W) / W > 0.
+    const u128 x = (static_cast<u128>(start[k] + 1) * T - n0w) << F;
+    q_[k] = static_cast<uint64_t>(x / w);
+    r_[k] = static_cast<uint64_t>(x % w);
+    deadline_next_[k] = deadline_slot(q_[k], r_[k], F);
+    // Release: the first slot u with c < w (n0 + u), i.e. floor(c T / W - n0) + 1, at least 1.
+    const u128 ct = static_cast<u128>(start[k]) * T;
+    rel_next_[k] = ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1;
+    active_.push_back(static_cast<int32_t>(k));
+  }
+  span_ = std::max<uint64_t>(kChunkSlots, 2 * static_cast<uint64_t>(active_.size()));
+  // A chunk holds at most span * sum(w) + (one per domain) jobs.
+  const std::size_t cap = static_cast<std::size_t>(span_) + active_.size() + 1;
+  hist_.resize(static_cast<std::size_t>(span_));
+  tmp_key_.resize(cap);
+  tmp_rel_.resize(cap);
+  key_.resize(cap);
+  rel_.resize(cap);
+  from_ = 0;
+  pos_ = 0;
+  size_ = 0;
+
+  // Job-major form of EDF: in key order, each job takes the earliest free slot at or after its
+  // release (by induction on the key order, EDF gives every job exactly that slot). Slots
+  // [1, g) are all taken; `window` has bit i set when slot g + i is taken (bit 0 never is);
+  // slots taken further on are bits of the circular bitmap taken_ (kHorizon slots from g) and,
+  // beyond that, entries of overflow_; they enter the window as g advances.
+  int64_t* const count = count_.data();
+  const uint64_t last = static_cast<uint64_t>(len);
+  uint64_t g = 1, window = 0;
+  std::fill(taken_.begin(), taken_.end(), 0);
+  overflow_.clear();
+  num_far_ = 0;
+  uint64_t f = 0, n = 0;
+  const uint64_t* key = key_.data();
+  const uint64_t* rel = rel_.data();
+  while (g <= last) {
+    if (f == n) {
+      if (active_.empty()) {
+        throw std::logic_error("blend sampler: no dataset can take sample " +
+                               std::to_string(g - 1) + " of block " + std::to_string(block) +
+                               " (internal error)");
+      }
+      n = next_chunk(plan);
+      f = 0;
+      key = key_.data();
+      rel = rel_.data();
+      continue;
+    }
+    const uint64_t kk = key[f];
+    const uint64_t r = rel[f];
+    ++f;
+    const uint64_t off = r > g ? r - g : 0;
+    const uint64_t free_bits = off < 64 ? ~window & (~uint64_t{0} << off) : 0;
+    uint64_t slot;
+    if (free_bits != 0) {
+      const int s = __builtin_ctzll(free_bits);
+      window |= uint64_t{1} << s;
+      slot = g + static_cast<uint64_t>(s);
+    } else {
+      slot = place_far(g, g + std::max<uint64_t>(off, 64));
+    }
+    const uint64_t k = kk & mask;
+    if (slot <= last) {
+      dataset[slot - 1] = static_cast<int32_t>(k);
+      sample[slot - 1] = count[k];
+    }
+    ++count[k];
+    // Advance g past the taken slots at the window's start (bit 0 is then free again).
+    if (~window == 0) {
+      g += 64;
+      window = num_far_ != 0 ? take_far(g, 64) : 0;
+      while (window & 1) {  // (the slots after the full window may be taken too)
+        const int t = ~window == 0 ? 64 : __builtin_ctzll(~window);
+        const uint64_t from = g + 64;
+        g += static_cast<uint64_t>(t);
+        window = t == 64 ? 0 : window >> t;
+        if (num_far_ != 0 && t > 0) {
+          window |= t == 64 ? take_far(from, 64) : take_far(from, t) << (64 - t);
+        }
+      }
+    } else {
+      const int t = __builtin_ctzll(~window);
+      const uint64_t from = g + 64;
+      g += static_cast<uint64_t>(t);
+      window >>= t;
+      if (num_far_ != 0 && t > 0) window |= take_far(from, t) << (64 - t);
+    }
+  }
+  pos_ = f;
+  size_ = n;
+}
+
+uint64_t BlockFiller::place_far(uint64_t g, uint64_t from) {
+  // The first free slot >= from, beyond the window [g, g + 64).
+  const uint64_t horizon = g + kHorizon;
+  uint64_t slot = from;
+  while (slot < horizon) {
+    const std::size_t wi = static_cast<std::size_t>(slot >> 6) & (kHorizonWords - 1);
+    const uint64_t free_bits = ~taken_[wi] & (~uint64_t{0} << (slot & 63));
+    if (free_bits != 0) {
+      const uint64_t at = (slot & ~uint64_t{63}) + static_cast<uint64_t>(__builtin_ctzll(free_bits));
+      if (at >= horizon) break;
+      taken_[wi] |= uint64_t{1} << (at & 63);
+      ++num_far_;
+      return at;
+    }
+    slot = (slot & ~uint64_t{63}) + 64;
+  }
+  slot = std::max(slot, horizon);
+  auto it = std::lower_bound(overflow_.begin(), overflow_.end(), slot);
+  while (it != overflow_.end() && *it == slot) {
+    ++slot;
+    ++it;
+  }
+  overflow_.insert(it, slot);
+  ++num_far_;
+  return slot;
+}
+
+uint64_t BlockFiller::take_far(uint64_t from, int count) {
+  // Bits of the taken slots [from, from + count) (bit i: slot from + i), removed from the far
+  // sets; the horizon moves on by `count`, so overflow slots it now covers enter the bitmap.
+  uint64_t out = 0;
+  int got = 0;
+  while (got < count) {
+    const std::size_t wi = static_cast<std::size_t>(from >> 6) & (kHorizonWords - 1);
+    const int bo = static_cast<int>(from & 63);
+    const int m = std::min(64 - bo, count - got);
+    const uint64_t sel = (m == 64 ? ~uint64_t{0} : ((uint64_t{1} << m) - 1)) << bo;
+    const uint64_t bits = taken_[wi] & sel;
+    if (bits != 0) {
+      taken_[wi] &= ~sel;
+      num_far_ -= static_cast<uint64_t>(__builtin_popcountll(bits));
+      out |= (bits >> bo) << got;
+    }
+    got += m;
+    from += static_cast<uint64_t>(m);
+  }
+  // `from` is now g + 64 for the new g: the horizon ends at g + kHorizon.
+  const uint64_t horizon = from - 64 + kHorizon;
+  std::size_t moved = 0;
+  while (moved < overflow_.size() && overflow_[moved] < horizon) {
+    const uint64_t slot = overflow_[moved++];
+    taken_[static_cast<std::size_t>(slot >> 6) & (kHorizonWords - 1)] |= uint64_t{1} << (slot & 63);
+  }
+  overflow_.erase(overflow_.begin(), overflow_.begin() + static_cast<std::ptrdiff_t>(moved));
+  return out;
+}
+
+}  // namespace
+
 void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index,
                    int64_t* dataset_sample_index, int num_threads) {
   if (num_samples <= 0) return;
@@ -381,15 +673,14 @@ void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index
     std::vector<int64_t> start(static_cast<std::size_t>(K)), end(static_cast<std::size_t>(K));
     std::vector<uint64_t> rem;
     std::vector<int64_t> order;
-    BlockWalk walk;
+    BlockFiller filler;
     hamilton(plan, first * B, start.data(), rem, order);
     for (int64_t b = first; b < last; ++b) {
       hamilton(plan, (b + 1) * B, end.data(), rem, order);
-      walk.begin(plan, b, start, end);
       const int64_t base = b * B;
       const int64_t len = std::min(B, num_samples - base);
-      walk.run(plan, len, dataset_index + base, dataset_sample_index + base);
-      if (len == B && walk.counts() != end) {
+      filler.fill(plan, b, start, end, len, dataset_index + base, dataset_sample_index + base);
+      if (len == B && (filler.counts() != end || !filler.exhausted())) {
         throw std::logic_error("blend sampler: block " + std::to_string(b) +
                                " did not end on its boundary counts (internal error)");
       }

@@ -23,7 +23,7 @@ import numpy as np
 from regmix_plugin.errors import DataError
 
 #: Names the algorithm in cache descriptions; bump it whenever the sequence changes.
-ALGORITHM_VERSION = "regmix-exact-ratio-v1"
+ALGORITHM_VERSION = "regmix-exact-ratio-v2"
 
 __all__ = [
     "ALGORITHM_VERSION",

@@ -13,8 +13,8 @@ The construction (also in ``docs/blending.md``):
 2. Blocks of ``B >= T / min(W_k > 0)`` samples. At ``n = b * B`` the counts are the
    largest-remainder (Hamilton) apportionment of ``n``, ties to the lower index.
 3. Inside a block, slot ``u`` goes to the domain, among those with ``c_k < w_k (n0 + u)`` and
-   ``c_k`` below the next boundary count, whose next deadline ``(c_k + 1) / w_k`` is earliest,
-   compared as ``ceil(deadline * 2**F)`` with the index as tie break.
+   ``c_k`` below the next boundary count, whose next deadline slot ``ceil((c_k + 1) / w_k - n0)``
+   is earliest, ties to the lower index (earliest-deadline-first on integer deadlines).
 """
 
 from __future__ import annotations
@@ -89,22 +89,21 @@ def _walk_block(
     n0 = block * plan.block_size
     start = hamilton(plan, n0)
     end = hamilton(plan, n0 + plan.block_size)
-    big_t, f, kb = plan.total, plan.frac_bits, plan.index_bits
+    big_t, kb = plan.total, plan.index_bits
     K = len(plan.weights)
     counts = list(start)
-    # Per domain: exact fixed-point deadline of the next job (floor and remainder) and release.
-    q = [0] * K
-    r = [0] * K
+    # Per domain: numerator of the next job's deadline (over W_k), its release slot and its key.
+    num = [0] * K
     release = np.full(K, np.iinfo(np.uint64).max, dtype=np.uint64)
     keys = np.full(K, np.iinfo(np.uint64).max, dtype=np.uint64)
     for k, w in enumerate(plan.weights):
         if w == 0 or start[k] >= end[k]:
             continue
-        x = ((start[k] + 1) * big_t - n0 * w) << f
-        q[k], r[k] = divmod(x, w)
+        # The deadline of job start+1, relative to the block start, is num / w exactly.
+        num[k] = (start[k] + 1) * big_t - n0 * w
         prev = start[k] * big_t - n0 * w
         release[k] = prev // w + 1 if prev > 0 else 1
-        keys[k] = ((q[k] + (r[k] != 0)) << kb) | k
+        keys[k] = (-(-num[k] // w) << kb) | k  # (deadline slot ceil(num / w), index)
     for u in range(1, length + 1):
         eligible = release <= np.uint64(u)
         k = int(np.argmin(np.where(eligible, keys, np.iinfo(np.uint64).max)))
@@ -117,10 +116,12 @@ def _walk_block(
         if counts[k] >= end[k]:
             release[k] = np.iinfo(np.uint64).max
             continue
-        release[k] = (q[k] >> f) + 1
-        # The next deadline is one period 1 / w_k = T / W_k later.
-        q[k], r[k] = divmod(q[k] * plan.weights[k] + r[k] + (big_t << f), plan.weights[k])
-        keys[k] = ((q[k] + (r[k] != 0)) << kb) | k
+        w = plan.weights[k]
+        # The next job is released one slot after the floor of this deadline and is due one
+        # period T / W_k later.
+        release[k] = num[k] // w + 1
+        num[k] += big_t
+        keys[k] = (-(-num[k] // w) << kb) | k
     return counts
 
 
