@@ -129,7 +129,7 @@ class FitSummary:
                 f"{t.target:48s} {t.num_rows:5d} "
                 f"{100 * c.spearman_mean:8.2f} ±{100 * c.spearman_std:5.2f} "
                 f"{100 * c.pearson_mean:8.2f} ±{100 * c.pearson_std:5.2f} "
-                f"{c.mse_mean:10.3g} ±{c.mse_std:7.2g}"
+                f"{c.mse_mean:10.3g} ± {c.mse_std:<8.2g}"
             )
         return "\n".join(lines)
 
