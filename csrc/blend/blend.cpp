@@ -378,18 +378,20 @@ namespace {
 // Deadline slots a chunk of the sorted job stream covers at least (see BlockFiller).
 constexpr uint64_t kChunkSlots = 16384;
 
-// Fills a block by the same earliest-deadline-first rule as BlockWalk, from the block's jobs
-// in key order rather than from a priority queue.
+// Fills a block with the same samples as BlockWalk, job by job instead of slot by slot.
 //
 // Job c -> c+1 of domain k has a release slot R and a deadline slot D; its key is
-// (D << index_bits | k). The jobs of a domain come in key order by themselves, so a stable
-// counting sort by D of the jobs whose D falls in a chunk of deadline slots, domain by domain,
-// yields the stream in key order (chunk after chunk: memory O(K + chunk), whatever the block
-// size). EDF at slot u takes the released job with the smallest key: the next job of the
-// stream if it is released; a job met before its release waits in a short list (in key order,
-// all smaller than the rest of the stream) and goes first once released. Sorting and reading
-// are sequential passes with rarely-taken branches, where a queue would put a load, a compare
-// and a store on the critical path of every sample.
+// (D << index_bits | k). EDF on unit jobs gives each job, in key order, the earliest slot at
+// or after R that no job of smaller key took (induction on the key order: at that slot EDF
+// has no released job of smaller key left, and the job itself is released). So:
+//   1. The jobs of a domain come in key order by themselves: a stable counting sort by D of
+//      the jobs whose D falls in a chunk of deadline slots, domain by domain, yields the jobs
+//      in key order (chunk after chunk: memory O(K + chunk), whatever the block size).
+//   2. Each job takes the first free slot >= R from a 64-slot bitmap held in a register that
+//      starts at the first free slot g (slots further on: a circular bitmap, then a sorted
+//      list); g advances by the bitmap's trailing ones.
+// Both passes are sequential with rarely-taken branches, where a priority queue puts a load,
+// a compare and a store on the critical path of every sample.
 class BlockFiller {
  public:
   // Writes the first `len` samples of block `block` (boundary counts `start` -> `end`); after
@@ -516,7 +518,10 @@ void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_
     rel_next_[k] = ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1;
     active_.push_back(static_cast<int32_t>(k));
   }
-  span_ = std::max<uint64_t>(kChunkSlots, 2 * static_cast<uint64_t>(active_.size()));
+  // Most deadlines of the block lie in [1, B]: a chunk need not cover more at once.
+  const uint64_t B = static_cast<uint64_t>(plan.block_size);
+  span_ = std::max<uint64_t>(std::min<uint64_t>(kChunkSlots, B + 1),
+                             2 * static_cast<uint64_t>(active_.size()));
   // A chunk holds at most span * sum(w) + (one per domain) jobs.
   const std::size_t cap = static_cast<std::size_t>(span_) + active_.size() + 1;
   hist_.resize(static_cast<std::size_t>(span_));
@@ -536,9 +541,11 @@ void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_
   int64_t* const count = count_.data();
   const uint64_t last = static_cast<uint64_t>(len);
   uint64_t g = 1, window = 0;
-  std::fill(taken_.begin(), taken_.end(), 0);
-  overflow_.clear();
-  num_far_ = 0;
+  if (num_far_ != 0) {  // an earlier fill stopped early: clear its far slots
+    std::fill(taken_.begin(), taken_.end(), 0);
+    overflow_.clear();
+    num_far_ = 0;
+  }
   uint64_t f = 0, n = 0;
   const uint64_t* key = key_.data();
   const uint64_t* rel = rel_.data();

@@ -7,12 +7,16 @@
 //     At every block boundary n = b*B the per-domain counts are the largest-remainder
 //     (Hamilton) apportionment of n, ties broken by the lower index: a closed form, and
 //     monotone from one boundary to the next because W_k * B >= T.
-//   * Inside a block an earliest-deadline-first walk goes from one boundary state to the next:
-//     domain k may take slot t when c_k < w_k t (its release), its next job is due when
-//     w_k t reaches c_k + 1 (its deadline). Every prefix then satisfies
+//   * Inside a block, earliest-deadline-first (EDF) goes from one boundary state to the next:
+//     domain k may take slot t when c_k < w_k t (its release), its next job is due at the
+//     first slot t with w_k t >= c_k + 1 (its deadline slot D). Every prefix then satisfies
 //     floor(w_k n) <= c_k(n) <= ceil(w_k n), so |c_k(n) - w_k n| < 1.
-//   * Deadlines are compared as fixed-point integers ceil(deadline * 2^F), with the domain
-//     index in the low bits as the tie break, so the order is exact and reproducible.
+//   * Jobs are ordered by the key (D << index_bits | k): integer deadline, ties to the lower
+//     index. Deadlines are tracked exactly in fixed point (floor and remainder), so D is exact.
+//   * For unit jobs, EDF gives each job, in key order, the earliest slot at or after its
+//     release that no job of smaller key took. build_indices uses that form (a counting sort
+//     of the jobs by D, then a bitmap of taken slots); BlockWalk (lazy lookups, counts_after)
+//     walks slot by slot with a heap. Both give the same sequence.
 #pragma once
 
 #include <cstddef>
@@ -65,7 +69,8 @@ template <typename IndexT>
 double max_prefix_deviation(const IndexT* dataset_index, std::int64_t num_samples,
                             const double* weights, std::int64_t num_weights);
 
-// The earliest-deadline-first walk through one block (state O(K)).
+// The earliest-deadline-first walk through one block, slot by slot (state O(K)): the lazy
+// form. build_indices produces the same samples from a sorted job stream instead.
 class BlockWalk {
  public:
   // Starts block `block` (samples [block*B, block*B + B)) from its boundary counts `start`
