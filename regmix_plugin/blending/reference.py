@@ -2,9 +2,10 @@
 
 It defines the same sequence as the C++ core (``csrc/blend``) by its definition rather than by
 the core's data structures: at every slot a linear scan over the domains picks the released one
-with the earliest deadline, where the C++ walk keeps a heap and a timing wheel. All arithmetic
-that decides the sequence is exact (numpy ``uint64`` and Python integers), so the two agree bit
-for bit. It is slow (microseconds per sample): use it for tests, not for training.
+with the earliest deadline slot, where the C++ build places jobs in key order into a bitmap of
+free slots and its lazy walk keeps a heap. All arithmetic that decides the sequence is exact
+(numpy ``uint64`` and Python integers), so they agree bit for bit. It is slow (microseconds per
+sample): use it for tests, not for training.
 
 The construction (also in ``docs/blending.md``):
 
