@@ -59,7 +59,8 @@ class ProxyConfig:
     vocab_size: int
     """Size of the tokenizer's vocabulary; every token id in the data must be below it."""
     preset: str = "tiny"
-    """Model shape: ``tiny`` (tests, quickstart), ``cpu-small`` (CPU benchmark), ``1m`` and ``60m`` (the paper)."""
+    """Model shape: ``tiny`` (tests, quickstart), ``cpu-small`` (CPU benchmark), ``1m`` and
+    ``60m`` (the paper)."""
     model: dict[str, int | bool] = field(default_factory=dict)
     """Overrides of the preset's fields (``num_layers``, ``hidden_size``, ...)."""
     seq_length: int = 128
