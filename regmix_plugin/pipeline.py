@@ -125,6 +125,12 @@ def _sweep(ctx: Context) -> dict[str, Any]:
     if not result.ok:
         status = result.status
         failed = [r.mixture_id for r in status.by_state("failed")]
+        if not failed:
+            raise RegMixError(
+                f"the sweep is submitted and not finished ({len(status.by_state('done'))} of "
+                f"{status.num_total} runs done; sweep.wait is false): follow it with `regmix "
+                f"status {ctx.run_dir}` and rerun `regmix run` when it is done"
+            )
         raise RegMixError(
             f"the sweep did not finish: {len(failed)} failed run(s) {failed[:5]}; see "
             f"`regmix status {ctx.run_dir}` and the runs' train.log, then rerun `regmix run` "
