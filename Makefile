@@ -70,6 +70,7 @@ format: setup
 
 bench: regmix_plugin/_blend.stamp
 	$(BIN)/python benchmarks/bench_blend.py --quick
+	$(BIN)/python benchmarks/bench_blend_deviation.py
 	$(BIN)/python benchmarks/bench_trees.py
 	$(BIN)/python benchmarks/bench_paper.py
 	$(BIN)/python benchmarks/bench_proxy.py
