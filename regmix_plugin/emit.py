@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -314,6 +315,37 @@ def epoch_warnings(epochs: Sequence[DomainEpochs], num_tokens: int) -> list[str]
     ]
 
 
+def split_warnings(catalogue: Catalogue, blend: Blend, split: str) -> list[str]:
+    """One line per blended prefix whose share of a split holds no document.
+
+    megatron-core gives split part ``i`` of a prefix with ``n`` documents the documents
+    ``[round(a_i n), round(b_i n))`` (``a``, ``b`` the cumulative shares); an empty part cannot
+    give the samples asked of it, and megatron-core then fails or loops when it builds that split.
+    """
+    shares = [float(x) for x in split.split(",")]
+    shares += [0.0] * (3 - len(shares))
+    total = sum(shares)
+    bounds = [0.0, *(x / total for x in itertools.accumulate(shares))]
+    documents = {
+        p: n for d in catalogue.domains for p, n in zip(d.prefixes, d.prefix_documents, strict=True)
+    }
+    out = []
+    for prefix, _ in blend:
+        n = documents.get(prefix)
+        if n is None:
+            continue
+        for part, name in enumerate(("train", "validation", "test")):
+            if shares[part] <= 0:
+                continue
+            if round(bounds[part] * n) == round(bounds[part + 1] * n):
+                out.append(
+                    f"WARNING: prefix {prefix} has {n:,} documents: split {split!r} leaves its "
+                    f"{name} part empty, and megatron-core cannot build that split from it; "
+                    f"set emit.split to give the {name} part a larger share, or 0 to leave it out"
+                )
+    return out
+
+
 def format_epochs(epochs: Sequence[DomainEpochs], num_tokens: int) -> str:
     """The epochs table: domain, weight, tokens available, tokens used, epochs, cap."""
     header = ["domain", "weight", "tokens", "tokens_used", "epochs", "max_epochs", ""]
@@ -395,7 +427,8 @@ def emit_blends(
     mid = mixture_id(weights)
     num_tokens = config.num_tokens or catalogue.num_target_tokens
     epochs = domain_epochs(catalogue, weights, num_tokens)
-    warnings = epoch_warnings(epochs, num_tokens)
+    empty_splits = split_warnings(catalogue, blend, config.split)
+    warnings = epoch_warnings(epochs, num_tokens) + empty_splits
     header = [
         f"regmix emit: mixture {mid}" + (f" ({source})" if source else ""),
         f"epochs for a {num_tokens:,}-token run (see blend_summary.txt):",
@@ -416,7 +449,9 @@ def emit_blends(
     for name in config.formats:
         texts.update(FORMATS[name](blend, per_split, config.split, header))
     summary = f"mixture {mid}" + (f" ({source})" if source else "") + "\n"
-    texts["blend_summary.txt"] = summary + format_epochs(epochs, num_tokens)
+    texts["blend_summary.txt"] = (
+        summary + format_epochs(epochs, num_tokens) + "".join(f"{w}\n" for w in empty_splits)
+    )
     weights_doc = {
         "mixture_id": mid,
         "source": source,

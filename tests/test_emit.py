@@ -253,6 +253,22 @@ def test_epochs_and_the_over_cap_warning(study, tmp_path):
     assert {e.name: e.epochs for e in bigger.epochs}["books"] == pytest.approx(2 * epochs["books"])
 
 
+def test_a_split_part_left_without_documents_is_warned(study, tmp_path):
+    cat = load_catalogue(study)
+    base = study["_config_dir"]
+    clean = emit_blends(cat, WEIGHTS, tmp_path / "ok", EmitConfig(split=SPLIT), base_dir=base)
+    assert not [w for w in clean.warnings if "split" in w]
+    # Megatron's default split gives the test part 0.1% of each prefix's documents: none of
+    # these 30-60-document prefixes has one. Books has weight 0 and is not in the blend.
+    result = emit_blends(
+        cat, WEIGHTS, tmp_path / "default", EmitConfig(split="969,30,1"), base_dir=base
+    )
+    flagged = sorted(w.split()[2].rsplit("/", 1)[-1] for w in result.warnings if "test part" in w)
+    assert flagged == [f"{n}_text_document" for n in ("code", "math", "web_a", "web_b")]
+    assert not [w for w in result.warnings if "validation part" in w]
+    assert "leaves its test part empty" in (tmp_path / "default" / "blend_summary.txt").read_text()
+
+
 def test_only_the_chosen_formats_and_no_stale_files(study, emitted):
     cat = load_catalogue(study)
     emit_blends(cat, WEIGHTS, emitted.out_dir, EmitConfig(formats=["nemo1"], split=SPLIT))
