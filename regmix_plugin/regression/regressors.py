@@ -204,8 +204,9 @@ class LightGBMRegressor:
                 mdl = max(2, num_rows // 8)
                 if self._min_data_in_leaf != mdl:
                     self._note(
-                        f"only {num_rows} rows: LightGBM's default min_data_in_leaf=20 allows no "
-                        f"split (the model would predict a constant); using min_data_in_leaf={mdl} "
+                        f"a fit on only {num_rows} rows (a cross-validation fold or the final "
+                        "fit): LightGBM's default min_data_in_leaf=20 allows no split (the model "
+                        f"would predict a constant); using min_data_in_leaf={mdl} "
                         "(set fit.lightgbm.min_data_in_leaf to choose)"
                     )
         elif num_rows < 2 * mdl:
