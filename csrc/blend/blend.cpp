@@ -41,6 +41,23 @@ inline uint64_t deadline_slot(uint64_t q, uint64_t r, int F) {
   return (q >> F) + static_cast<uint64_t>((frac | r) != 0);
 }
 
+// The first job a domain still owes in a block: its deadline relative to the block start,
+// ((c+1) T - n0 W) 2^F / W > 0 as quotient q and remainder r, and its release, the first slot u
+// with c < w (n0 + u), i.e. floor(c T / W - n0) + 1, at least 1. c: the domain's count at n0.
+struct FirstJob {
+  uint64_t q;
+  uint64_t r;
+  uint64_t release;
+};
+
+inline FirstJob first_job(uint64_t T, int F, uint64_t w, int64_t c, u128 n0) {
+  const u128 n0w = n0 * w;
+  const u128 x = (static_cast<u128>(c + 1) * T - n0w) << F;
+  const u128 ct = static_cast<u128>(c) * T;
+  return {static_cast<uint64_t>(x / w), static_cast<uint64_t>(x % w),
+          ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1};
+}
+
 // Binary min-heap of 64-bit composite keys (value in the high bits, domain in the low bits).
 void sift_down(std::vector<uint64_t>& h, std::size_t i) {
   const std::size_t n = h.size();
@@ -230,14 +247,10 @@ void BlockWalk::begin(const Plan& plan, int64_t block, const std::vector<int64_t
   for (int64_t k = 0; k < K; ++k) {
     const uint64_t w = plan.weights[k];
     if (w == 0 || start[k] >= end[k]) continue;
-    const u128 n0w = n0 * w;
-    // Deadline of the next job, relative to the block start: ((c+1) T - n0 W) / W > 0.
-    const u128 x = (static_cast<u128>(start[k] + 1) * T - n0w) << F;
-    q_[k] = static_cast<uint64_t>(x / w);
-    r_[k] = static_cast<uint64_t>(x % w);
-    // Release: the first slot u with c < w (n0 + u), i.e. floor(c T / W - n0) + 1, at least 1.
-    const u128 ct = static_cast<u128>(start[k]) * T;
-    const uint64_t rel = ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1;
+    const FirstJob job = first_job(T, F, w, start[k], n0);
+    q_[k] = job.q;
+    r_[k] = job.r;
+    const uint64_t rel = job.release;
     const uint64_t kk = static_cast<uint64_t>(k);
     if (rel <= 1) {
       ready_[num_ready_++] = (deadline_slot(q_[k], r_[k], F) << kb) | kk;
@@ -507,15 +520,11 @@ void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_
   for (int64_t k = 0; k < K; ++k) {
     const uint64_t w = plan.weights[k];
     if (w == 0 || start[k] >= end[k]) continue;
-    const u128 n0w = n0 * w;
-    // Deadline of the next job, relative to the block start: ((c+1) T - n0 W) / W > 0.
-    const u128 x = (static_cast<u128>(start[k] + 1) * T - n0w) << F;
-    q_[k] = static_cast<uint64_t>(x / w);
-    r_[k] = static_cast<uint64_t>(x % w);
+    const FirstJob job = first_job(T, F, w, start[k], n0);
+    q_[k] = job.q;
+    r_[k] = job.r;
     deadline_next_[k] = deadline_slot(q_[k], r_[k], F);
-    // Release: the first slot u with c < w (n0 + u), i.e. floor(c T / W - n0) + 1, at least 1.
-    const u128 ct = static_cast<u128>(start[k]) * T;
-    rel_next_[k] = ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1;
+    rel_next_[k] = job.release;
     active_.push_back(static_cast<int32_t>(k));
   }
   // Most deadlines of the block lie in [1, B]: a chunk need not cover more at once.
