@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from regmix_plugin.config import from_dict, load_study, resolve_path
+from regmix_plugin.config import from_dict, load_study, resolve_path, to_dict
 from regmix_plugin.errors import ConfigError, RegMixError
 from regmix_plugin.io import atomic_write_json, atomic_write_text
 
@@ -362,27 +362,37 @@ def select_stages(study: Mapping[str, Any], start: str | None, stop: str | None)
     return [s for s in PIPELINE[i : j + 1] if _applies(s, study)]
 
 
-def _check_sections(study: Mapping[str, Any]) -> None:
-    """Build every section's dataclass up front, so a typo fails before hours of proxies."""
+def resolve_sections(study: Mapping[str, Any]) -> dict[str, Any]:
+    """Build every section's dataclass up front, so a typo fails before hours of proxies.
+
+    Returns the resolved config: every section with its defaults filled in, as plain data.
+    """
+    from regmix_plugin.domains import DomainsConfig
     from regmix_plugin.emit import emit_config
     from regmix_plugin.mixtures import sample_config
+    from regmix_plugin.optimize import optimize_config
     from regmix_plugin.proxy.config import proxy_config
     from regmix_plugin.report import ReportConfig
     from regmix_plugin.sweep.runner import load_settings
 
     if "domains" not in study:
         raise ConfigError("the config has no `domains` section; name the domains and their data")
-    sample_config(study)
-    proxy_config(dict(study))
-    load_settings(study)
-    _fit_config(study)
-    from regmix_plugin.optimize import optimize_config
+    resolved: dict[str, Any] = {"run_dir": study.get("run_dir")}
+    if "synthetic" in study:
+        from regmix_plugin.synthetic import SyntheticConfig
 
-    optimize_config(study)
-    emit_config(study)
+        resolved["synthetic"] = from_dict(SyntheticConfig, study["synthetic"], "synthetic")
+    resolved["domains"] = from_dict(DomainsConfig, study["domains"], "domains")
+    resolved["sample"] = sample_config(study)
+    resolved["proxy"] = proxy_config(dict(study))
+    resolved["sweep"] = load_settings(study)
+    resolved["fit"] = _fit_config(study)
+    resolved["optimize"] = optimize_config(study)
+    resolved["emit"] = emit_config(study)
     if "evaluate" in study:
-        from_dict(EvaluateConfig, study["evaluate"], "evaluate")
-    from_dict(ReportConfig, study.get("report") or {}, "report")
+        resolved["evaluate"] = from_dict(EvaluateConfig, study["evaluate"], "evaluate")
+    resolved["report"] = from_dict(ReportConfig, study.get("report") or {}, "report")
+    return {k: to_dict(v) for k, v in resolved.items()}
 
 
 def run_pipeline(
@@ -400,12 +410,12 @@ def run_pipeline(
         raise ConfigError(f"{config_path}: no `run_dir`; say where the study's outputs go")
     run_dir = resolve_path(study["run_dir"], study["_config_dir"])
     ctx = Context(study, config_path, run_dir, dry_run)
-    _check_sections(study)
+    resolved = resolve_sections(study)
     stages = select_stages(study, start, stop)
     if dry_run:
-        return _dry_run(ctx, stages)
+        return _dry_run(ctx, stages, resolved)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_resolved(ctx)
+    _write_resolved(ctx, resolved)
     outcome: dict[str, Any] = {}
     timings: dict[str, float] = {}
     for stage in stages:
@@ -434,21 +444,19 @@ def run_pipeline(
     return outcome
 
 
-def _write_resolved(ctx: Context) -> None:
-    """The config as run, beside the outputs, plus where it came from."""
-    study = {k: v for k, v in ctx.study.items() if not k.startswith("_")}
+def _write_resolved(ctx: Context, resolved: Mapping[str, Any]) -> None:
+    """The config as run (every default filled in), beside the outputs, and where it came from."""
     atomic_write_text(
         ctx.run_dir / "config.resolved.yaml",
-        f"# regmix run of {ctx.config_path.name}; relative paths are relative to that file\n"
-        + yaml.safe_dump(study, sort_keys=False),
+        f"# regmix run of {ctx.config_path.name}, every default filled in; relative paths are "
+        "relative to that file\n" + yaml.safe_dump(dict(resolved), sort_keys=False),
     )
     atomic_write_json(ctx.run_dir / "run.json", {"config_path": str(ctx.config_path)})
 
 
-def _dry_run(ctx: Context, stages: list[Stage]) -> dict[str, Any]:
-    study = {k: v for k, v in ctx.study.items() if not k.startswith("_")}
-    print(f"# resolved config ({ctx.config_path.name}), run_dir {ctx.run_dir}")
-    print(yaml.safe_dump(study, sort_keys=False).rstrip())
+def _dry_run(ctx: Context, stages: list[Stage], resolved: Mapping[str, Any]) -> dict[str, Any]:
+    print(f"# resolved config ({ctx.config_path.name}, defaults filled in), run_dir {ctx.run_dir}")
+    print(yaml.safe_dump(dict(resolved), sort_keys=False).rstrip())
     outcome: dict[str, Any] = {}
     print("# stages")
     for stage in stages:

@@ -160,6 +160,11 @@ def test_dry_run_prints_plan_and_writes_nothing(study_run: dict, tmp_path: Path)
     assert set(outcome.values()) == {"would run"}
     assert not (tmp_path / "fresh").exists()
     assert set(run_pipeline(study_run["config"], dry_run=True).values()) == {"done, would skip"}
+    # The resolved config beside the outputs has every default filled in.
+    resolved = yaml.safe_load((study_run["run_dir"] / "config.resolved.yaml").read_text())
+    assert resolved["proxy"]["num_tokens"] == STUDY["proxy"]["num_tokens"]
+    assert resolved["proxy"]["schedule"] == "constant"  # a default the study does not set
+    assert resolved["optimize"]["top_k"] == 100
 
 
 def test_stage_range_is_checked(study_run: dict) -> None:
