@@ -73,20 +73,20 @@ void sift_down(std::vector<uint64_t>& h, std::size_t i) {
   h[i] = v;
 }
 
-void sift_up(std::vector<uint64_t>& h, std::size_t i) {
-  const uint64_t v = h[i];
+// Places key v into the heap a, starting from the hole at index i and moving it up.
+inline void sift_up(uint64_t* a, std::size_t i, uint64_t v) {
   while (i > 0) {
     const std::size_t p = (i - 1) / 2;
-    if (h[p] <= v) break;
-    h[i] = h[p];
+    if (a[p] <= v) break;
+    a[i] = a[p];
     i = p;
   }
-  h[i] = v;
+  a[i] = v;
 }
 
 void heap_push(std::vector<uint64_t>& h, uint64_t v) {
   h.push_back(v);
-  sift_up(h, h.size() - 1);
+  sift_up(h.data(), h.size() - 1, v);
 }
 
 void heap_pop(std::vector<uint64_t>& h) {
@@ -294,14 +294,7 @@ void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sa
       sift_down_raw(heap, n, 0);
       return;
     }
-    std::size_t i = n++;
-    while (i > 0) {
-      const std::size_t p = (i - 1) / 2;
-      if (heap[p] <= key) break;
-      heap[i] = heap[p];
-      i = p;
-    }
-    heap[i] = key;
+    sift_up(heap, n++, key);
   };
 
   for (int64_t i = 0; i < num; ++i) {
