@@ -1,7 +1,8 @@
 """The ``regmix`` command line: one subcommand per pipeline stage, plus ``run``.
 
-The CLI is thin: each subcommand lives in the module of its stage, which defines
-``configure_<verb>(parser)`` to add its arguments and ``command_<verb>(args) -> int`` to run it.
+The CLI is thin: each subcommand lives in the command layer (:mod:`regmix_plugin.commands`),
+which defines ``configure_<verb>(parser)`` to add its arguments and ``command_<verb>(args) -> int``
+to run it.
 Modules are imported only when their subcommand runs, so ``regmix --help`` stays fast and a
 missing optional dependency only affects the command that needs it. Knobs belong in the YAML
 config, not in new flags.
@@ -17,20 +18,22 @@ from collections.abc import Sequence
 
 from regmix_plugin.errors import RegMixError
 
+_STAGES = "regmix_plugin.commands.study_stages"
+_SWEEPS = "regmix_plugin.commands.sweeps"
 #: subcommand -> (module, verb, one-line help). The module defines configure_<verb>/command_<verb>.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "domains": ("regmix_plugin.domains", "domains", "print the domain catalogue as a table"),
-    "sample": ("regmix_plugin.mixtures", "sample", "draw the proxy mixtures (mixtures.csv)"),
-    "train-proxy": ("regmix_plugin.proxy.train", "train_proxy", "train one proxy model"),
-    "sweep": ("regmix_plugin.sweep.runner", "sweep", "train one proxy per mixture via a launcher"),
-    "status": ("regmix_plugin.sweep.registry", "status", "show a sweep's done/running/failed runs"),
-    "collect": ("regmix_plugin.sweep.collect", "collect", "gather proxy results into a table"),
-    "fit": ("regmix_plugin.regression", "fit", "fit regressors: mixture weights -> metrics"),
-    "predict": ("regmix_plugin.regression", "predict", "predict metrics for a mixtures table"),
-    "optimize": ("regmix_plugin.optimize", "optimize", "simulate candidates, pick the mixture"),
-    "emit": ("regmix_plugin.emit", "emit", "write blend configs for Megatron-LM, NeMo, Bridge"),
-    "report": ("regmix_plugin.report", "report", "write the HTML/Markdown report of a run"),
-    "run": ("regmix_plugin.pipeline", "run", "run every stage in order into one run directory"),
+    "domains": (_STAGES, "domains", "print the domain catalogue as a table"),
+    "sample": (_STAGES, "sample", "draw the proxy mixtures (mixtures.csv)"),
+    "train-proxy": (_STAGES, "train_proxy", "train one proxy model"),
+    "sweep": (_SWEEPS, "sweep", "train one proxy per mixture via a launcher"),
+    "status": (_SWEEPS, "status", "show a sweep's done/running/failed runs"),
+    "collect": (_SWEEPS, "collect", "gather proxy results into a table"),
+    "fit": (_STAGES, "fit", "fit regressors: mixture weights -> metrics"),
+    "predict": (_STAGES, "predict", "predict metrics for a mixtures table"),
+    "optimize": (_STAGES, "optimize", "simulate candidates, pick the mixture"),
+    "emit": (_STAGES, "emit", "write blend configs for Megatron-LM, NeMo, Bridge"),
+    "report": (_STAGES, "report", "write the HTML/Markdown report of a run"),
+    "run": ("regmix_plugin.commands.run", "run", "run every stage in order into one run directory"),
     "blend-demo": ("regmix_plugin.blending.demo", "blend_demo", "exact-ratio blend demo"),
 }
 

@@ -1,19 +1,20 @@
-"""YAML configuration: loading, and building typed dataclasses from it with clear errors.
+"""YAML configuration machinery: strict loading, dotted overrides, typed dataclasses.
 
-One YAML file configures a whole study. Its top-level keys are sections, each owned by the
-stage that reads it (``domains``, ``sample``, ``proxy``, ``sweep``, ``fit``, ``optimize``,
-``emit``, ``report``) plus ``run_dir``. Each stage module defines a keyword-only dataclass for
-its section and builds it with :func:`from_dict`, which rejects unknown keys and wrong types
-with the dotted path of the offending key, so that a typo never passes silently.
+One YAML file configures a whole study (:mod:`regmix_plugin.study` builds it into one typed
+:class:`~regmix_plugin.study.StudyConfig`). Each section is a keyword-only dataclass defined by the
+module that owns it and built with :func:`from_dict`, which rejects unknown keys and wrong types
+with the dotted path of the offending key, so that a typo never passes silently. The YAML loader
+refuses duplicate keys (plain YAML keeps the last one silently).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,53 +24,111 @@ from regmix_plugin.errors import ConfigError
 
 T = TypeVar("T")
 
-#: Top-level keys a study config may hold.
-SECTIONS = (
-    "synthetic",
-    "domains",
-    "sample",
-    "proxy",
-    "sweep",
-    "fit",
-    "optimize",
-    "emit",
-    "evaluate",
-    "report",
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping holding the same key twice."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
+        if first is not None:
+            raise ConfigError(
+                f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same "
+                f"mapping (first on line {first + 1}); YAML would silently keep only the last "
+                "one: merge the two or delete one"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
 )
-TOP_LEVEL_KEYS = ("run_dir", *SECTIONS)
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a file the user named; a missing, directory or binary file is an error.
+
+    ``what`` says what the file is for (``"config file"``, ``"weights file"``) in the message.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {str(p)!r} is a directory; pass the path of a file")
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} does not exist; pass the path of a file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {str(p)!r} is not UTF-8 text (byte {exc.start} is "
+            f"{exc.object[exc.start]:#x}); pass the YAML/CSV file itself"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(p)!r} cannot be read: {exc.strerror}") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text strictly (duplicate keys are errors); ``source`` names it in messages."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file or a non-mapping document is a :class:`ConfigError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist; pass the path of a YAML file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    """Read a YAML mapping strictly; a missing file or a non-mapping document is a ConfigError."""
+    data = parse_yaml(read_text_file(path, "config file"), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{p}: the top level must be a mapping of sections, got {type(data).__name__}"
+            f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"
         )
     return data
 
 
-def load_study(path: str | Path) -> dict[str, Any]:
-    """Read a study config and check its top-level keys; relative paths stay relative to the file.
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with dotted ``key.path=value`` overrides applied (values parsed as YAML).
 
-    Adds ``_config_dir`` (the folder holding the file) so sections can resolve relative paths.
+    ``proxy.num_tokens=1e6`` sets ``data["proxy"]["num_tokens"]``; missing intermediate mappings
+    are created; the types are checked later, when the section is built, and an unknown key is
+    reported there with its dotted path. A malformed override is a :class:`ConfigError`.
     """
-    data = load_yaml(path)
-    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL_KEYS)}"
-        )
-    data["_config_dir"] = str(Path(path).resolve().parent)
-    return data
+    out = copy.deepcopy(dict(data))
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise ConfigError(
+                f"--set {text!r}: expected section.key=value (for example "
+                "--set proxy.num_tokens=1e6)"
+            )
+        value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+        node: dict[str, Any] = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"--set {key}: {where} is {child!r}, not a section; it has no key "
+                    f"{parts[depth + 1]!r}"
+                )
+            node = child
+        node[parts[-1]] = value
+    return out
 
 
 def resolve_path(value: str | Path, base_dir: str | Path) -> Path:

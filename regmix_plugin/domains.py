@@ -23,12 +23,10 @@ times.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import math
 import os
 import re
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,22 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from regmix_plugin.config import from_dict, load_study, resolve_path
+from regmix_plugin.config import to_dict
 from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.fingerprint import fingerprint
+from regmix_plugin.indexed import read_index_counts
+from regmix_plugin.tables import WEIGHT_SUM_TOLERANCE
+from regmix_plugin.textable import format_table
 
-#: Magic bytes that open every Megatron ``.idx`` file, and its only version.
-_IDX_MAGIC = b"MMIDIDX\x00\x00"
-_IDX_VERSION = 1
-#: Header bytes: magic (9), version <Q (8), dtype code <B (1), sequence count <Q (8),
-#: document count <Q (8).
-_IDX_HEADER_BYTES = 34
-#: Megatron's ``DType`` codes -> token size in bytes (uint8, int8, int16, int32, int64, float64,
-#: float32, uint16).
-_IDX_DTYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 8, 7: 4, 8: 2}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _GLOB_CHARS = frozenset("*?[")
-#: How far the weights of a mixture may sum away from 1 before it is an error.
-WEIGHT_SUM_TOLERANCE = 1e-6
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -175,87 +166,6 @@ def _check_weights(
             f"{where}: the weights sum to {total!r}, not 1 (tolerance {tolerance:g}); fix them "
             "so that they sum to 1 (nothing is renormalised silently)"
         )
-
-
-@dataclass(frozen=True)
-class IndexCounts:
-    """What a ``.idx`` header says about one Megatron prefix."""
-
-    num_sequences: int
-    """Sequences (Megatron's unit of storage; one per document for text data)."""
-    num_documents: int
-    """Documents."""
-    num_tokens: int
-    """Tokens (the sum of the sequence lengths)."""
-    token_bytes: int
-    """Bytes per token in the ``.bin`` file."""
-
-
-def read_index_counts(prefix: str | os.PathLike[str]) -> IndexCounts:
-    """Token and document counts of a Megatron prefix, from its ``.idx`` file alone.
-
-    The ``.bin`` is not read; its size is compared with the header's token count, so a truncated
-    or mismatched pair is caught here. Raises :class:`DataError` naming the file and the problem.
-    """
-    idx = Path(f"{prefix}.idx")
-    binf = Path(f"{prefix}.bin")
-    if not idx.is_file():
-        raise DataError(f"{idx}: index file not found")
-    if not binf.is_file():
-        raise DataError(f"{binf}: data file not found (its index {idx.name} exists)")
-    size = idx.stat().st_size
-    fix = "rebuild the prefix with Megatron's preprocess_data.py or IndexedDatasetBuilder"
-    with idx.open("rb") as f:
-        head = f.read(_IDX_HEADER_BYTES)
-    if len(head) < _IDX_HEADER_BYTES or head[:9] != _IDX_MAGIC:
-        raise DataError(
-            f"{idx}: not a Megatron index (header {head[:9]!r}, expected {_IDX_MAGIC!r}); {fix}"
-        )
-    version, code, num_seq, num_doc_idx = struct.unpack("<QBQQ", head[9:])
-    if version != _IDX_VERSION:
-        raise DataError(f"{idx}: index version {version}, only {_IDX_VERSION} is known; {fix}")
-    if code not in _IDX_DTYPE_BYTES:
-        raise DataError(
-            f"{idx}: token dtype code {code} is unknown (known: {sorted(_IDX_DTYPE_BYTES)}); {fix}"
-        )
-    expected = _IDX_HEADER_BYTES + 12 * num_seq + 8 * num_doc_idx
-    # Multimodal indexes carry one extra byte per sequence (the sequence modes).
-    if size not in (expected, expected + num_seq):
-        raise DataError(
-            f"{idx}: the header announces {num_seq} sequences and {num_doc_idx} document "
-            f"boundaries ({expected} bytes), but the file has {size} bytes: it is truncated or "
-            f"corrupt; {fix}"
-        )
-    if num_doc_idx < 1:
-        raise DataError(f"{idx}: no document boundaries in the header; {fix}")
-    mm = np.memmap(idx, dtype=np.uint8, mode="r")
-    lengths = np.frombuffer(mm, dtype=np.int32, count=num_seq, offset=_IDX_HEADER_BYTES)
-    doc_idx = np.frombuffer(
-        mm, dtype=np.int64, count=num_doc_idx, offset=_IDX_HEADER_BYTES + 12 * num_seq
-    )
-    if num_seq and int(lengths.min()) < 0:
-        raise DataError(f"{idx}: negative sequence length in the index; {fix}")
-    if int(doc_idx[0]) != 0 or int(doc_idx[-1]) != num_seq or np.any(np.diff(doc_idx) < 0):
-        raise DataError(
-            f"{idx}: document boundaries are inconsistent (first {int(doc_idx[0])}, last "
-            f"{int(doc_idx[-1])}, {num_seq} sequences); {fix}"
-        )
-    num_tokens = int(lengths.sum(dtype=np.int64))
-    token_bytes = _IDX_DTYPE_BYTES[code]
-    bin_size = binf.stat().st_size
-    if bin_size != num_tokens * token_bytes:
-        raise DataError(
-            f"{binf}: {bin_size} bytes, but its index describes {num_tokens} tokens of "
-            f"{token_bytes} bytes ({num_tokens * token_bytes} bytes): the pair does not match "
-            f"(truncated copy?); {fix}"
-        )
-    del mm
-    return IndexCounts(
-        num_sequences=int(num_seq),
-        num_documents=int(num_doc_idx) - 1,
-        num_tokens=num_tokens,
-        token_bytes=token_bytes,
-    )
 
 
 @dataclass(frozen=True)
@@ -387,17 +297,19 @@ class Catalogue:
         return out
 
 
-def _resolve_prefixes(entry: DomainConfig, index: int, base_dir: str) -> list[str]:
+def _resolve_prefixes(entry: DomainConfig, index: int) -> list[str]:
+    """The entry's prefixes (absolute, as :mod:`regmix_plugin.study` resolved them), globs
+    expanded against ``.idx`` files, sorted."""
     where = f"domains.entries[{index}] ({entry.name!r}).prefixes"
     found: set[str] = set()
     for pattern in entry.prefixes:
-        full = str(resolve_path(pattern, base_dir))
+        full = os.path.normpath(pattern)
         if any(c in _GLOB_CHARS for c in full):
             matches = sorted(m[: -len(".idx")] for m in glob.glob(f"{full}.idx"))
             if not matches:
                 raise DataError(
-                    f"{where}: pattern {pattern!r} (resolved {full!r}) matches no .idx file; "
-                    "fix the pattern or the paths in the config"
+                    f"{where}: pattern {pattern!r} matches no .idx file; fix the pattern or the "
+                    "paths in the config (relative paths are relative to the config file)"
                 )
             found.update(os.path.abspath(m) for m in matches)
         else:
@@ -410,36 +322,81 @@ def _resolve_prefixes(entry: DomainConfig, index: int, base_dir: str) -> list[st
     return sorted(found)
 
 
-def load_catalogue(study: Mapping[str, Any]) -> Catalogue:
-    """Build the catalogue from a study (``regmix_plugin.config.load_study``).
+def _file_stat(path: str) -> list[int]:
+    """``[size, mtime_ns]`` of a file, ``[-1, -1]`` when it is missing."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return [-1, -1]
+    return [int(st.st_size), int(st.st_mtime_ns)]
 
-    Resolves prefixes relative to the config file, expands globs, and reads token and document
-    counts from every ``.idx`` header. Raises :class:`ConfigError` for a bad section and
-    :class:`DataError` for missing or corrupt files.
+
+def prefix_files(prefix: str) -> dict[str, list[int]]:
+    """Size and modification time (ns) of a prefix's ``.bin`` and ``.idx``."""
+    return {"bin": _file_stat(f"{prefix}.bin"), "idx": _file_stat(f"{prefix}.idx")}
+
+
+def data_signature(config: DomainsConfig, extra_prefixes: Sequence[str] = ()) -> list[Any]:
+    """What the catalogue's data looks like on disk, from ``stat`` alone (no file is read).
+
+    Globs are expanded; each prefix gives its ``.bin``/``.idx`` sizes and modification times.
+    It changes when a prefix is added, removed or rewritten: the pipeline's ``domains`` stage
+    hashes it, so changed data reruns exactly the stages that read the catalogue.
     """
-    if "domains" not in study:
-        raise ConfigError("the study config has no 'domains' section; add one (see the docs)")
-    cfg = from_dict(DomainsConfig, study["domains"], "domains")
-    base_dir = str(study.get("_config_dir", "."))
+    out: list[Any] = []
+    for i, entry in enumerate(config.entries):
+        try:
+            prefixes = _resolve_prefixes(entry, i) if entry.prefixes else []
+        except DataError as exc:
+            prefixes = [f"<unresolved: {exc}>"]
+        out.append([entry.name, [[p, prefix_files(p)] for p in prefixes]])
+    out.append(["<extra>", [[p, prefix_files(p)] for p in extra_prefixes]])
+    return out
+
+
+#: Catalogues built in this process, by config and data signature: the ``.idx`` headers of a
+#: study are read once per process, however many stages ask.
+_CATALOGUES: dict[str, Catalogue] = {}
+
+
+def load_catalogue(config: DomainsConfig) -> Catalogue:
+    """Build the catalogue of a ``domains`` section (its prefixes already absolute).
+
+    Expands globs and reads token and document counts from every ``.idx`` header, once per
+    process for the same section and unchanged files. Raises :class:`ConfigError` for a prefix
+    in two domains and :class:`DataError` for missing or corrupt files.
+    """
+    key = fingerprint([to_dict(config), data_signature(config)], length=64)
+    cached = _CATALOGUES.get(key)
+    if cached is not None:
+        return cached
+    catalogue = _build_catalogue(config)
+    _CATALOGUES[key] = catalogue
+    return catalogue
+
+
+def _planning_domain(entry: DomainConfig, max_epochs: float | None) -> Domain:
+    assert entry.num_tokens is not None
+    return Domain(
+        name=entry.name,
+        prefixes=[],
+        prefix_tokens=[],
+        prefix_documents=[],
+        num_tokens=entry.num_tokens,
+        num_documents=entry.num_documents,
+        max_epochs=max_epochs,
+    )
+
+
+def _build_catalogue(cfg: DomainsConfig) -> Catalogue:
     domains: list[Domain] = []
     owner: dict[str, str] = {}
     for i, entry in enumerate(cfg.entries):
         max_epochs = entry.max_epochs if entry.max_epochs is not None else cfg.max_epochs
         if not entry.prefixes:
-            assert entry.num_tokens is not None
-            domains.append(
-                Domain(
-                    name=entry.name,
-                    prefixes=[],
-                    prefix_tokens=[],
-                    prefix_documents=[],
-                    num_tokens=entry.num_tokens,
-                    num_documents=entry.num_documents,
-                    max_epochs=max_epochs,
-                )
-            )
+            domains.append(_planning_domain(entry, max_epochs))
             continue
-        prefixes = _resolve_prefixes(entry, i, base_dir)
+        prefixes = _resolve_prefixes(entry, i)
         for p in prefixes:
             if p in owner:
                 raise ConfigError(
@@ -469,8 +426,50 @@ def load_catalogue(study: Mapping[str, Any]) -> Catalogue:
     return Catalogue(domains=domains, num_target_tokens=cfg.num_target_tokens, config=cfg)
 
 
-def format_catalogue(catalogue: Catalogue) -> str:
-    """The catalogue as a text table: domain, prefixes, documents, tokens, share (and caps)."""
+def catalogue_record(catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue as plain data (the ``domains`` stage's ``catalogue.json``): per domain and
+    prefix its documents, tokens, and the ``.bin``/``.idx`` sizes and modification times."""
+    return {
+        "num_target_tokens": catalogue.num_target_tokens,
+        "domains": [
+            {
+                "name": d.name,
+                "num_tokens": d.num_tokens,
+                "num_documents": d.num_documents,
+                "max_epochs": d.max_epochs,
+                "prefixes": [
+                    {
+                        "prefix": p,
+                        "num_tokens": t,
+                        "num_documents": n,
+                        **{
+                            f"{ext}_{k}": v
+                            for ext, (size, mtime) in prefix_files(p).items()
+                            for k, v in (("bytes", size), ("mtime_ns", mtime))
+                        },
+                    }
+                    for p, t, n in zip(d.prefixes, d.prefix_tokens, d.prefix_documents, strict=True)
+                ],
+            }
+            for d in catalogue.domains
+        ],
+    }
+
+
+def _shown(path: str, base: Path | None) -> str:
+    """A path as the user wrote it: relative to ``base`` when it lies under it."""
+    if base is not None:
+        rel = os.path.relpath(path, base)
+        if not rel.startswith(".."):
+            return rel
+    return path
+
+
+def format_catalogue(catalogue: Catalogue, base: Path | None = None) -> str:
+    """The catalogue as a text table: domain, prefixes, documents, tokens, share (and caps).
+
+    Prefixes under ``base`` (the config file's folder) are shown relative to it.
+    """
     shares = catalogue.token_shares()
     prior = catalogue.prior()
     caps = catalogue.max_weights()
@@ -484,9 +483,9 @@ def format_catalogue(catalogue: Catalogue) -> str:
         if d.is_planning:
             pref = "(planning: num_tokens)"
         elif len(d.prefixes) == 1:
-            pref = d.patterns[0] if len(d.patterns) == 1 else d.prefixes[0]
+            pref = _shown(d.patterns[0] if len(d.patterns) == 1 else d.prefixes[0], base)
         else:
-            pref = f"{len(d.prefixes)}: {', '.join(d.patterns)}"
+            pref = f"{len(d.prefixes)}: {', '.join(_shown(p, base) for p in d.patterns)}"
         row = [
             d.name,
             pref,
@@ -506,18 +505,8 @@ def format_catalogue(catalogue: Catalogue) -> str:
     if all(n is not None for n in num_docs):
         total[2] = f"{sum(n for n in num_docs if n is not None):,}"
     total += [""] * (len(header) - len(total))
-    widths = [max(len(r[i]) for r in [header, *rows, total]) for i in range(len(header))]
     numeric = {"documents", "tokens", "share", "prior", "max_epochs", "max_weight"}
-
-    def line(r: list[str]) -> str:
-        cells = [
-            c.rjust(w) if h in numeric else c.ljust(w)
-            for c, w, h in zip(r, widths, header, strict=True)
-        ]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    out = [line(header), rule, *map(line, rows), rule, line(total)]
+    out = [format_table(header, rows, numeric=[h in numeric for h in header], footer=[total])]
     out.append(
         f"target run: {catalogue.num_target_tokens:,} tokens; "
         f"prior: {'explicit' if explicit_prior else 'token shares'}"
@@ -528,15 +517,3 @@ def format_catalogue(catalogue: Catalogue) -> str:
             "them; raise max_epochs or lower num_target_tokens"
         )
     return "\n".join(out)
-
-
-def configure_domains(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix domains``."""
-    parser.add_argument("config", help="study YAML with a 'domains' section")
-
-
-def command_domains(args: argparse.Namespace) -> int:
-    """``regmix domains CONFIG``: print the catalogue as a table."""
-    catalogue = load_catalogue(load_study(args.config))
-    print(format_catalogue(catalogue))
-    return 0

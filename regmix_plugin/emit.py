@@ -26,13 +26,11 @@ renormalised: the mixture must name every domain and sum to 1.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
 import math
 import os
-import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,22 +39,16 @@ from typing import Any
 
 import yaml
 
-from regmix_plugin.config import from_dict, load_study, resolve_path
-from regmix_plugin.domains import Catalogue, load_catalogue
-from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.domains import Catalogue
+from regmix_plugin.errors import DataError
 from regmix_plugin.io import atomic_write_json, atomic_write_text
-from regmix_plugin.mixtures import (
-    MIXTURES_FILE,
-    load_weights_yaml,
-    mixture_id,
-    read_mixtures,
-    study_run_dir,
-)
+from regmix_plugin.layout import BLEND_MANIFEST_FILE, BLEND_WEIGHTS_FILE
+from regmix_plugin.mixtures import mixture_id
+from regmix_plugin.splits import parse_split
+from regmix_plugin.textable import format_table
 
 #: The NeMo 2 data module, as NeMo-Run's YAML serializer names it.
 NEMO2_TARGET = "nemo.collections.llm.gpt.data.pre_training.PreTrainingDataModule"
-MANIFEST_FILE = "manifest.json"
-_SPLIT_RE = re.compile(r"^\s*\d+(\.\d*)?(\s*,\s*\d+(\.\d*)?){0,2}\s*$")
 
 Blend = list[tuple[str, float]]
 
@@ -84,11 +76,7 @@ class EmitConfig:
             raise ValueError(f"formats {unknown} are unknown; choose from {list(FORMATS)}")
         if not self.formats:
             raise ValueError(f"formats is empty; choose from {list(FORMATS)}")
-        if not _SPLIT_RE.match(self.split) or not any(float(x) > 0 for x in self.split.split(",")):
-            raise ValueError(
-                f"split {self.split!r} is not a Megatron split string like '969,30,1' "
-                "(up to three non-negative numbers, at least one > 0)"
-            )
+        parse_split(self.split)
         if self.num_tokens is not None and self.num_tokens <= 0:
             raise ValueError(f"num_tokens must be > 0, got {self.num_tokens}")
 
@@ -322,10 +310,8 @@ def split_warnings(catalogue: Catalogue, blend: Blend, split: str) -> list[str]:
     ``[round(a_i n), round(b_i n))`` (``a``, ``b`` the cumulative shares); an empty part cannot
     give the samples asked of it, and megatron-core then fails or loops when it builds that split.
     """
-    shares = [float(x) for x in split.split(",")]
-    shares += [0.0] * (3 - len(shares))
-    total = sum(shares)
-    bounds = [0.0, *(x / total for x in itertools.accumulate(shares))]
+    shares = parse_split(split)
+    bounds = [0.0, *itertools.accumulate(shares)]
     documents = {
         p: n for d in catalogue.domains for p, n in zip(d.prefixes, d.prefix_documents, strict=True)
     }
@@ -361,15 +347,7 @@ def format_epochs(epochs: Sequence[DomainEpochs], num_tokens: int) -> str:
         ]
         for e in epochs
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r: list[str]) -> str:
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        return "  ".join(cells).rstrip()
-
-    out = [f"epochs for a run of {num_tokens:,} tokens", line(header), *map(line, rows)]
+    out = [f"epochs for a run of {num_tokens:,} tokens", format_table(header, rows, rule=False)]
     out += epoch_warnings(epochs, num_tokens)
     return "\n".join(out) + "\n"
 
@@ -377,8 +355,8 @@ def format_epochs(epochs: Sequence[DomainEpochs], num_tokens: int) -> str:
 # -- the stage ------------------------------------------------------------------------------------
 
 
-def _split_data_path(values: Sequence[str], base_dir: str, where: str) -> list[str] | None:
-    """A Megatron data-path list with prefixes resolved and checked; None when empty."""
+def _split_data_path(values: Sequence[str], where: str) -> list[str] | None:
+    """A Megatron data-path list with its (absolute) prefixes checked; None when empty."""
     if not values:
         return None
     pairs = len(values) % 2 == 0 and all(_is_number(v) for v in values[0::2])
@@ -387,13 +365,12 @@ def _split_data_path(values: Sequence[str], base_dir: str, where: str) -> list[s
         if pairs and i % 2 == 0:
             out.append(repr(float(v)))
             continue
-        full = str(resolve_path(v, base_dir))
-        if not Path(f"{full}.idx").is_file() or not Path(f"{full}.bin").is_file():
+        if not Path(f"{v}.idx").is_file() or not Path(f"{v}.bin").is_file():
             raise DataError(
-                f"{where}: prefix {v!r} has no {full}.idx/.bin; fix the path (relative paths "
-                "are relative to the config file)"
+                f"{where}: prefix {v!r} has no .idx/.bin; fix the path (relative paths are "
+                "relative to the config file)"
             )
-        out.append(os.path.abspath(full))
+        out.append(os.path.abspath(v))
     return out
 
 
@@ -405,31 +382,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def emit_blends(
-    catalogue: Catalogue,
-    weights: Mapping[str, float],
-    out_dir: str | os.PathLike[str],
-    config: EmitConfig | None = None,
-    *,
-    base_dir: str = ".",
-    source: str = "",
-) -> EmitResult:
-    """Write every configured blend format for ``weights`` into ``out_dir``.
-
-    ``weights`` must name every catalogue domain and sum to 1 (:class:`DataError` otherwise).
-    Every file is generated before any is written; each is written atomically, and
-    ``manifest.json`` last. ``base_dir`` resolves relative paths of ``config``.
-    """
-    config = config or EmitConfig()
-    blend = catalogue.blend(weights)
-    if not blend:
-        raise DataError("the mixture has no non-zero weight; nothing to blend")
-    mid = mixture_id(weights)
-    num_tokens = config.num_tokens or catalogue.num_target_tokens
-    epochs = domain_epochs(catalogue, weights, num_tokens)
-    empty_splits = split_warnings(catalogue, blend, config.split)
-    warnings = epoch_warnings(epochs, num_tokens) + empty_splits
-    header = [
+def _header(
+    mid: str, source: str, epochs: list[DomainEpochs], num_tokens: int, warnings: list[str]
+) -> list[str]:
+    """The comment lines at the top of every emitted file."""
+    return [
         f"regmix emit: mixture {mid}" + (f" ({source})" if source else ""),
         f"epochs for a {num_tokens:,}-token run (see blend_summary.txt):",
         *(
@@ -440,10 +397,49 @@ def emit_blends(
         ),
         *warnings,
     ]
+
+
+def _write_all(out: Path, texts: Mapping[str, str], manifest: dict[str, Any]) -> list[Path]:
+    """Write every file atomically, stale files of an earlier emit removed, the manifest last."""
+    manifest_path = out / BLEND_MANIFEST_FILE
+    _remove_stale(out, manifest_path, set(texts))
+    files = []
+    for fname, text in texts.items():
+        atomic_write_text(out / fname, text)
+        files.append(out / fname)
+    atomic_write_json(manifest_path, manifest)
+    files.append(manifest_path)
+    return files
+
+
+def emit_blends(
+    catalogue: Catalogue,
+    weights: Mapping[str, float],
+    out_dir: str | os.PathLike[str],
+    config: EmitConfig | None = None,
+    *,
+    source: str = "",
+) -> EmitResult:
+    """Write every configured blend format for ``weights`` into ``out_dir``.
+
+    ``weights`` must name every catalogue domain and sum to 1 (:class:`DataError` otherwise).
+    Every file is generated before any is written; each is written atomically, and
+    ``manifest.json`` last.
+    """
+    config = config or EmitConfig()
+    blend = catalogue.blend(weights)
+    if not blend:
+        raise DataError("the mixture has no non-zero weight; nothing to blend")
+    mid = mixture_id(weights)
+    num_tokens = config.num_tokens or catalogue.num_target_tokens
+    epochs = domain_epochs(catalogue, weights, num_tokens)
+    empty_splits = split_warnings(catalogue, blend, config.split)
+    warnings = epoch_warnings(epochs, num_tokens) + empty_splits
+    header = _header(mid, source, epochs, num_tokens, warnings)
     per_split = {
         "train": _flat(blend),
-        "valid": _split_data_path(config.valid_data_path, base_dir, "emit.valid_data_path"),
-        "test": _split_data_path(config.test_data_path, base_dir, "emit.test_data_path"),
+        "valid": _split_data_path(config.valid_data_path, "emit.valid_data_path"),
+        "test": _split_data_path(config.test_data_path, "emit.test_data_path"),
     }
     texts: dict[str, str] = {}
     for name in config.formats:
@@ -457,32 +453,21 @@ def emit_blends(
         "source": source,
         "weights": {n: float(weights[n]) for n in catalogue.names},
     }
-    texts["weights.yaml"] = yaml.safe_dump(weights_doc, sort_keys=False)
-
+    texts[BLEND_WEIGHTS_FILE] = yaml.safe_dump(weights_doc, sort_keys=False)
+    manifest = {
+        "mixture_id": mid,
+        "source": source,
+        "formats": list(config.formats),
+        "files": sorted(texts),
+        "split": config.split,
+        "num_tokens": num_tokens,
+        "epochs": {e.name: e.epochs for e in epochs},
+        "warnings": warnings,
+    }
     out = Path(out_dir)
-    manifest_path = out / MANIFEST_FILE
-    _remove_stale(out, manifest_path, set(texts))
-    files = []
-    for fname, text in texts.items():
-        atomic_write_text(out / fname, text)
-        files.append(out / fname)
-    atomic_write_json(
-        manifest_path,
-        {
-            "mixture_id": mid,
-            "source": source,
-            "formats": list(config.formats),
-            "files": sorted(texts),
-            "split": config.split,
-            "num_tokens": num_tokens,
-            "epochs": {e.name: e.epochs for e in epochs},
-            "warnings": warnings,
-        },
-    )
-    files.append(manifest_path)
     return EmitResult(
         out_dir=out,
-        files=files,
+        files=_write_all(out, texts, manifest),
         mixture_id=mid,
         blend=blend,
         epochs=epochs,
@@ -503,75 +488,3 @@ def _remove_stale(out: Path, manifest_path: Path, keep: set[str]) -> None:
         if isinstance(fname, str) and fname not in keep and "/" not in fname:
             with contextlib.suppress(FileNotFoundError):
                 (out / fname).unlink()
-
-
-def emit_config(study: Mapping[str, Any]) -> EmitConfig:
-    """The study's ``emit`` section (all defaults when absent)."""
-    return from_dict(EmitConfig, study.get("emit") or {}, "emit")
-
-
-def emit_study(
-    study: Mapping[str, Any],
-    *,
-    mixture: str | None = None,
-    mixtures_path: str | os.PathLike[str] | None = None,
-    weights_path: str | os.PathLike[str] | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
-) -> EmitResult:
-    """Run the ``emit`` stage: one mixture (by id from a mixtures table, or a weights YAML).
-
-    Defaults: ``<run_dir>/mixtures.csv`` and ``<run_dir>/blend/``.
-    """
-    if (mixture is None) == (weights_path is None):
-        raise ConfigError("give exactly one of a mixture id (--mixture) or a weights file")
-    config = emit_config(study)
-    catalogue = load_catalogue(study)
-    if weights_path is not None:
-        weights = load_weights_yaml(weights_path)
-        source = f"weights {Path(weights_path).name}"
-    else:
-        assert mixture is not None
-        path = Path(mixtures_path) if mixtures_path is not None else None
-        if path is None:
-            path = study_run_dir(study) / MIXTURES_FILE
-        table = read_mixtures(path)
-        if table.names != catalogue.names:
-            raise DataError(
-                f"{path}: columns {table.names} do not match the catalogue's domains "
-                f"{catalogue.names}; sample again or use the matching config"
-            )
-        weights = table.row(mixture)
-        source = f"{path.name} row {mixture}"
-    out = Path(out_dir) if out_dir is not None else study_run_dir(study) / "blend"
-    return emit_blends(
-        catalogue, weights, out, config, base_dir=str(study.get("_config_dir", ".")), source=source
-    )
-
-
-def configure_emit(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix emit``."""
-    parser.add_argument("config", help="study YAML (domains, optional emit section)")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--mixture", help="mixture id: a row of the mixtures table")
-    which.add_argument("--weights", help="YAML with a 'weights:' mapping (e.g. weights.yaml)")
-    parser.add_argument(
-        "--mixtures", default=None, help="mixtures table (default: <run_dir>/mixtures.csv)"
-    )
-    parser.add_argument("--out", default=None, help="output folder (default: <run_dir>/blend)")
-
-
-def command_emit(args: argparse.Namespace) -> int:
-    """``regmix emit CONFIG (--mixture ID [--mixtures FILE] | --weights FILE) [--out DIR]``."""
-    if args.mixtures is not None and args.mixture is None:
-        raise ConfigError("--mixtures goes with --mixture ID")
-    result = emit_study(
-        load_study(args.config),
-        mixture=args.mixture,
-        mixtures_path=args.mixtures,
-        weights_path=args.weights,
-        out_dir=args.out,
-    )
-    print(f"mixture {result.mixture_id}: {len(result.blend)} prefixes")
-    print(format_epochs(result.epochs, result.num_tokens), end="")
-    print(f"wrote {len(result.files)} files to {result.out_dir}")
-    return 0

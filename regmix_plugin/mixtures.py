@@ -22,9 +22,7 @@ The paper's settings (``configs/pile.yaml``): temperature 0.5, 15 strengths from
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -33,20 +31,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from regmix_plugin.config import from_dict, load_study, resolve_path, to_dict
-from regmix_plugin.domains import WEIGHT_SUM_TOLERANCE, Catalogue, load_catalogue
+from regmix_plugin.config import parse_yaml, read_text_file, to_dict
+from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
-from regmix_plugin.io import atomic_write_json
-from regmix_plugin.tables import ID_COLUMN, Table, read_table, write_table
+from regmix_plugin.simplex import dirichlet_mixed_strengths, tempered
+from regmix_plugin.tables import (
+    ID_COLUMN,
+    WEIGHT_SUM_TOLERANCE,
+    Table,
+    check_weights_table,
+    read_table,
+    write_table,
+)
+from regmix_plugin.textable import format_table
 
 #: Bumped whenever the draws for a given config and seed change.
 SAMPLER_VERSION = 1
 #: Draws are made in blocks of this many rows (fixed: the random stream depends on it).
 _BLOCK = 4096
-MIXTURES_FILE = "mixtures.csv"
-SUMMARY_FILE = "mixtures_summary.json"
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -182,22 +185,8 @@ def read_mixtures(
     (the paper's released tables, rounded to 3 decimals, need ``tolerance=0.005``).
     """
     t = read_table(path)
+    check_weights_table(t, path, tolerance=tolerance)
     w = t.values
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        i, j = map(int, np.argwhere(bad)[0])
-        raise DataError(
-            f"{path}: mixture {t.ids[i]!r}, domain {t.columns[j]!r}: weight {w[i, j]} is not a "
-            "finite number >= 0"
-        )
-    sums = w.sum(axis=1)
-    off = np.abs(sums - 1.0) > tolerance
-    if off.any():
-        i = int(np.argmax(off))
-        raise DataError(
-            f"{path}: the weights of mixture {t.ids[i]!r} sum to {float(sums[i])!r}, not 1 "
-            f"(tolerance {tolerance:g}); fix the row ({int(off.sum())} rows are off)"
-        )
     return Mixtures(ids=t.ids, names=t.columns, weights=w)
 
 
@@ -213,12 +202,10 @@ def load_weights_yaml(path: str | os.PathLike[str]) -> dict[str, float]:
     whether the names match a catalogue is checked where the weights are used.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"weights file {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DataError(f"{p}: not valid YAML: {exc}") from None
+        data = parse_yaml(read_text_file(p, "weights file"), str(p))
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
     if not isinstance(data, dict) or "weights" not in data:
         raise DataError(f"{p}: expected a top-level 'weights:' mapping of domain -> weight")
     raw = data["weights"]
@@ -248,29 +235,6 @@ class SampleResult:
     """Counts and statistics (written as mixtures_summary.json)."""
 
 
-def _tempered_prior(prior: np.ndarray, temperature: float) -> np.ndarray:
-    p = prior**temperature
-    return p / p.sum()
-
-
-def _dirichlet_block(
-    rng: np.random.Generator, p: np.ndarray, strengths: np.ndarray, num_rows: int
-) -> np.ndarray:
-    """``num_rows`` Dirichlet draws, each with a strength chosen uniformly from ``strengths``.
-
-    Gamma variates are drawn in log space (``Gamma(a) = Gamma(a + 1) * U**(1/a)``), so that
-    concentrations far below 1 never underflow to an all-zero row.
-    """
-    k = rng.integers(len(strengths), size=num_rows)
-    alpha = strengths[k][:, None] * p[None, :]
-    g = rng.standard_gamma(alpha + 1.0)
-    u = 1.0 - rng.random(alpha.shape)  # in (0, 1]: log never -inf
-    log_x = np.log(g) + np.log(u) / alpha
-    log_x -= log_x.max(axis=1, keepdims=True)
-    x = np.exp(log_x)
-    return x / x.sum(axis=1, keepdims=True)
-
-
 def _round_to_grid(w: np.ndarray, num_units: int) -> np.ndarray:
     """Largest-remainder rounding of rows that sum to 1 into integers that sum to ``num_units``."""
     scaled = w * num_units
@@ -284,14 +248,20 @@ def _round_to_grid(w: np.ndarray, num_units: int) -> np.ndarray:
     return units
 
 
-def sample_mixtures(catalogue: Catalogue, config: SampleConfig) -> SampleResult:
-    """Draw ``config.num_mixtures`` distinct mixtures over ``catalogue`` (see the module doc).
+@dataclass
+class _Draws:
+    """The accepted distinct draws (integer grid units) and what was rejected on the way."""
 
-    Raises :class:`InfeasibleError` when the caps sum below 1, when every draw breaks a cap, or
-    when fewer distinct mixtures than asked for survive; the message names the settings to change.
-    """
+    kept: list[np.ndarray]
+    rejected_by_cap: np.ndarray
+    num_draws: int
+    num_rejected: int = 0
+    num_duplicates: int = 0
+
+
+def _check_feasible(catalogue: Catalogue, config: SampleConfig) -> None:
+    """Caps that sum below 1, or a min_weight that can erase a draw, fail before any draw."""
     names = catalogue.names
-    num_domains = len(names)
     caps = catalogue.max_weights()
     cap_sum = float(np.minimum(caps, 1.0).sum())
     if cap_sum < 1.0:
@@ -302,82 +272,88 @@ def sample_mixtures(catalogue: Catalogue, config: SampleConfig) -> SampleResult:
             f"them: {detail}. Raise domains.max_epochs (or a domain's max_epochs), lower "
             "domains.num_target_tokens, or add data"
         )
-    if num_domains > 1 and config.min_weight * num_domains > 1.0:
+    if len(names) > 1 and config.min_weight * len(names) > 1.0:
         raise ConfigError(
-            f"sample.min_weight {config.min_weight} x {num_domains} domains exceeds 1, so a draw "
-            f"could lose every weight; lower sample.min_weight below {1.0 / num_domains:.4g}"
+            f"sample.min_weight {config.min_weight} x {len(names)} domains exceeds 1, so a draw "
+            f"could lose every weight; lower sample.min_weight below {1.0 / len(names):.4g}"
         )
-    rng = np.random.default_rng(config.seed)
-    p = _tempered_prior(catalogue.prior(), config.temperature)
-    strengths = config.strengths()
-    num_units = config.num_units
-    unit_caps = np.where(np.isinf(caps), np.inf, caps * num_units)
-    num_draws = config.num_mixtures * config.draw_multiplier
 
-    rejected_by_cap = np.zeros(num_domains, dtype=np.int64)
-    num_rejected = 0
-    num_duplicates = 0
+
+def _draw_all(
+    rng: np.random.Generator, p: np.ndarray, caps: np.ndarray, config: SampleConfig
+) -> _Draws:
+    """Every draw of the design, in blocks: threshold, round to the grid, reject over-cap rows
+    and duplicates (first kept)."""
+    num_units = config.num_units
+    strengths = config.strengths()
+    unit_caps = np.where(np.isinf(caps), np.inf, caps * num_units)
+    draws = _Draws(
+        [], np.zeros(len(p), dtype=np.int64), config.num_mixtures * config.draw_multiplier
+    )
     seen: set[bytes] = set()
-    kept: list[np.ndarray] = []
     done = 0
-    while done < num_draws:
-        m = min(_BLOCK, num_draws - done)
-        w = _dirichlet_block(rng, p, strengths, m)
+    while done < draws.num_draws:
+        m = min(_BLOCK, draws.num_draws - done)
+        w = dirichlet_mixed_strengths(rng, p, strengths, m)
         w = np.where(w < config.min_weight, 0.0, w)
         w /= w.sum(axis=1, keepdims=True)
         units = _round_to_grid(w, num_units)
         # A tiny slack so that a weight exactly at its cap is not rejected by float error.
         over = units > unit_caps[None, :] * (1 + 1e-12)
-        rejected_by_cap += over.sum(axis=0)
+        draws.rejected_by_cap += over.sum(axis=0)
         bad = over.any(axis=1)
-        num_rejected += int(bad.sum())
+        draws.num_rejected += int(bad.sum())
         for row in units[~bad]:
             key = row.tobytes()
             if key in seen:
-                num_duplicates += 1
+                draws.num_duplicates += 1
                 continue
             seen.add(key)
-            kept.append(row)
+            draws.kept.append(row)
         done += m
+    return draws
 
-    num_accepted = num_draws - num_rejected
+
+def _check_enough(draws: _Draws, catalogue: Catalogue, config: SampleConfig) -> None:
     caps_text = ", ".join(
-        f"{n} {int(r)}" for n, r in zip(names, rejected_by_cap, strict=True) if r > 0
+        f"{n} {int(r)}" for n, r in zip(catalogue.names, draws.rejected_by_cap, strict=True) if r
     )
-    if num_accepted == 0:
+    if draws.num_rejected == draws.num_draws:
         raise InfeasibleError(
-            f"all {num_draws} draws broke a weight cap (draws rejected per domain: {caps_text}); "
-            f"the token budget domains.num_target_tokens = {catalogue.num_target_tokens:,} is too "
-            "large for the data under domains.max_epochs. Raise max_epochs, lower "
-            "num_target_tokens, or raise sample.temperature toward 1 / use an explicit prior "
-            "that respects the caps"
+            f"all {draws.num_draws} draws broke a weight cap (draws rejected per domain: "
+            f"{caps_text}); the token budget domains.num_target_tokens = "
+            f"{catalogue.num_target_tokens:,} is too large for the data under domains.max_epochs. "
+            "Raise max_epochs, lower num_target_tokens, or raise sample.temperature toward 1 / "
+            "use an explicit prior that respects the caps"
         )
-    if len(kept) < config.num_mixtures:
+    if len(draws.kept) < config.num_mixtures:
         raise InfeasibleError(
-            f"only {len(kept)} distinct mixtures among {num_draws} draws ({num_rejected} broke a "
-            f"cap, {num_duplicates} were duplicates), fewer than sample.num_mixtures = "
-            f"{config.num_mixtures}. Raise sample.draw_multiplier, use a finer sample.grid, "
-            "raise sample.min_strength, or ask for fewer mixtures"
+            f"only {len(draws.kept)} distinct mixtures among {draws.num_draws} draws "
+            f"({draws.num_rejected} broke a cap, {draws.num_duplicates} were duplicates), fewer "
+            f"than sample.num_mixtures = {config.num_mixtures}. Raise sample.draw_multiplier, use "
+            "a finer sample.grid, raise sample.min_strength, or ask for fewer mixtures"
         )
-    chosen = np.sort(rng.choice(len(kept), size=config.num_mixtures, replace=False))
-    units_out = np.stack([kept[i] for i in chosen])
-    weights = units_out / float(num_units)
+
+
+def sample_mixtures(catalogue: Catalogue, config: SampleConfig) -> SampleResult:
+    """Draw ``config.num_mixtures`` distinct mixtures over ``catalogue`` (see the module doc).
+
+    Raises :class:`InfeasibleError` when the caps sum below 1, when every draw breaks a cap, or
+    when fewer distinct mixtures than asked for survive; the message names the settings to change.
+    """
+    _check_feasible(catalogue, config)
+    rng = np.random.default_rng(config.seed)
+    p = tempered(catalogue.prior(), config.temperature)
+    draws = _draw_all(rng, p, catalogue.max_weights(), config)
+    _check_enough(draws, catalogue, config)
+    chosen = np.sort(rng.choice(len(draws.kept), size=config.num_mixtures, replace=False))
+    weights = np.stack([draws.kept[i] for i in chosen]) / float(config.num_units)
+    names = list(catalogue.names)
     ids = [mixture_id(dict(zip(names, r, strict=True))) for r in weights]
     if len(set(ids)) != len(ids):  # 48-bit hash: a collision means a bug, not bad input
         raise AssertionError("mixture id collision among distinct mixtures")
-    mixtures = Mixtures(ids=ids, names=list(names), weights=weights)
-    summary = _summary(
-        catalogue,
-        config,
-        mixtures,
-        p,
-        num_draws=num_draws,
-        num_rejected=num_rejected,
-        num_duplicates=num_duplicates,
-        num_distinct=len(kept),
-        rejected_by_cap=rejected_by_cap,
-    )
-    return SampleResult(mixtures=mixtures, summary=summary)
+    mixtures = Mixtures(ids=ids, names=names, weights=weights)
+    return SampleResult(mixtures=mixtures, summary=_summary(catalogue, config, mixtures, p, draws))
 
 
 def _summary(
@@ -385,12 +361,7 @@ def _summary(
     config: SampleConfig,
     mixtures: Mixtures,
     tempered_prior: np.ndarray,
-    *,
-    num_draws: int,
-    num_rejected: int,
-    num_duplicates: int,
-    num_distinct: int,
-    rejected_by_cap: np.ndarray,
+    draws: _Draws,
 ) -> dict[str, Any]:
     w = mixtures.weights
     nonzero = (w > 0).sum(axis=1)
@@ -406,15 +377,15 @@ def _summary(
             "token_share": float(catalogue.token_shares()[j]),
             "prior": float(tempered_prior[j]),
             "max_weight": None if math.isinf(caps[j]) else float(caps[j]),
-            "draws_rejected_by_cap": int(rejected_by_cap[j]),
+            "draws_rejected_by_cap": int(draws.rejected_by_cap[j]),
         }
     return {
         "sampler_version": SAMPLER_VERSION,
         "num_mixtures": len(mixtures),
-        "num_draws": num_draws,
-        "num_rejected": num_rejected,
-        "num_duplicates": num_duplicates,
-        "num_distinct_accepted": num_distinct,
+        "num_draws": draws.num_draws,
+        "num_rejected": draws.num_rejected,
+        "num_duplicates": draws.num_duplicates,
+        "num_distinct_accepted": len(draws.kept),
         "nonzero_domains_per_mixture": {
             "min": int(nonzero.min()),
             "mean": float(nonzero.mean()),
@@ -436,69 +407,17 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"{summary['num_distinct_accepted']} distinct accepted",
         f"non-zero domains per mixture: min {nz['min']}, mean {nz['mean']:.2f}, max {nz['max']}",
     ]
-    width = max(len("domain"), *(len(n) for n in summary["domains"]))
-    lines.append(
-        f"{'domain':<{width}}  {'min':>7}  {'mean':>7}  {'max':>7}  {'prior':>7}  "
-        f"{'cap':>7}  {'rejected':>8}"
-    )
+    rows = []
     for name, d in summary["domains"].items():
         cap = "-" if d["max_weight"] is None else f"{min(d['max_weight'], 1.0):.4f}"
-        lines.append(
-            f"{name:<{width}}  {d['min']:7.4f}  {d['mean']:7.4f}  {d['max']:7.4f}  "
-            f"{d['prior']:7.4f}  {cap:>7}  {d['draws_rejected_by_cap']:8d}"
+        rows.append(
+            [
+                name,
+                *(f"{d[k]:.4f}" for k in ("min", "mean", "max", "prior")),
+                cap,
+                str(d["draws_rejected_by_cap"]),
+            ]
         )
+    header = ["domain", "min", "mean", "max", "prior", "cap", "rejected"]
+    lines.append(format_table(header, rows, rule=False))
     return "\n".join(lines)
-
-
-# -- the stage ------------------------------------------------------------------------------------
-
-
-def study_run_dir(study: Mapping[str, Any]) -> Path:
-    """The study's ``run_dir``, relative to the config file; missing is a ConfigError."""
-    if not study.get("run_dir"):
-        raise ConfigError("the study config has no 'run_dir'; set run_dir: <folder for outputs>")
-    return resolve_path(str(study["run_dir"]), study.get("_config_dir", "."))
-
-
-def sample_config(study: Mapping[str, Any]) -> SampleConfig:
-    """The study's ``sample`` section as a :class:`SampleConfig`."""
-    if "sample" not in study:
-        raise ConfigError("the study config has no 'sample' section; add sample: {num_mixtures: N}")
-    return from_dict(SampleConfig, study["sample"], "sample")
-
-
-def sample_study(study: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Run the ``sample`` stage: write ``mixtures.csv`` and ``mixtures_summary.json``.
-
-    ``out_dir`` defaults to the study's ``run_dir``. Returns the path of ``mixtures.csv``. The
-    summary is written first and the table last, each atomically.
-    """
-    config = sample_config(study)
-    catalogue = load_catalogue(study)
-    result = sample_mixtures(catalogue, config)
-    out = Path(out_dir) if out_dir is not None else study_run_dir(study)
-    atomic_write_json(out / SUMMARY_FILE, result.summary)
-    write_mixtures(out / MIXTURES_FILE, result.mixtures)
-    return out / MIXTURES_FILE
-
-
-def configure_sample(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix sample``."""
-    parser.add_argument("config", help="study YAML with 'domains' and 'sample' sections")
-    parser.add_argument("--out", default=None, help="output folder (default: the run_dir)")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the resolved sample config and stop"
-    )
-
-
-def command_sample(args: argparse.Namespace) -> int:
-    """``regmix sample CONFIG``: draw the mixtures and print the summary."""
-    study = load_study(args.config)
-    if args.dry_run:
-        print(json.dumps(to_dict(sample_config(study)), indent=2))
-        return 0
-    path = sample_study(study, args.out)
-    summary = json.loads((path.parent / SUMMARY_FILE).read_text(encoding="utf-8"))
-    print(format_summary(summary))
-    print(f"wrote {path} and {path.parent / SUMMARY_FILE}")
-    return 0

@@ -21,19 +21,18 @@ Python API::
     result = optimize(model, prior, names, lower, upper, OptimizeConfig(...))
     write_weights_yaml("weights.yaml", result)
 
-Command line::
+Command line (:mod:`regmix_plugin.commands`)::
 
-    regmix optimize study.yaml --model model/ --out weights.yaml      # catalogue from the study
+    regmix optimize study.yaml [--model DIR] [--out weights.yaml]      # catalogue from the study
     regmix optimize --model model/ --prior prior.yaml --out weights.yaml [--config study.yaml]
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,9 +40,12 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from regmix_plugin.config import from_dict, load_study, load_yaml, resolve_path, to_dict
+from regmix_plugin.config import load_yaml, to_dict
+from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
 from regmix_plugin.io import atomic_write_text
+from regmix_plugin.simplex import dirichlet
+from regmix_plugin.tables import Table
 
 log = logging.getLogger(__name__)
 
@@ -170,20 +172,6 @@ def _as_dict(names: list[str], w: np.ndarray) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, w, strict=True)}
 
 
-def dirichlet(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
-    """Dirichlet draws, one per row of ``alpha``, safe for concentrations far below 1.
-
-    Gamma variates come from ``Gamma(a) = Gamma(a + 1) * U**(1/a)`` in log space, so a row
-    never underflows to all zeros.
-    """
-    g = rng.standard_gamma(alpha + 1.0)
-    u = 1.0 - rng.random(alpha.shape)
-    log_x = np.log(g) + np.log(u) / alpha
-    log_x -= log_x.max(axis=1, keepdims=True)
-    x = np.exp(log_x)
-    return x / x.sum(axis=1, keepdims=True)
-
-
 def _feasible(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return np.all((x >= lower) & (x <= upper), axis=1)
 
@@ -254,25 +242,10 @@ def check_bounds(names: list[str], lower: np.ndarray, upper: np.ndarray) -> None
         )
 
 
-def optimize(
-    model: Any,
-    prior: np.ndarray,
-    names: list[str],
-    lower: np.ndarray,
-    upper: np.ndarray,
-    config: OptimizeConfig,
-    *,
-    observed: tuple[list[str], np.ndarray, np.ndarray] | None = None,
-) -> OptimizeResult:
-    """Simulate, score and choose (see the module doc).
-
-    ``model`` is a :class:`~regmix_plugin.regression.FittedModel` (or any object with
-    ``domains`` and ``predict(x, target)``). ``prior``, ``lower`` and ``upper`` are per-domain
-    arrays in the order of ``names``; they are matched to the model's domains by name (a
-    missing or extra domain is an error). ``observed`` = (ids, weights in model order, observed
-    target) of the proxy runs, for the "best observed proxy" baseline.
-    """
-    t0 = time.perf_counter()
+def _aligned(
+    model: Any, prior: np.ndarray, names: list[str], lower: np.ndarray, upper: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Prior and bounds reordered to the model's domains, checked."""
     domains = list(model.domains)
     if sorted(names) != sorted(domains) or len(set(names)) != len(names):
         missing = [d for d in domains if d not in names]
@@ -292,55 +265,37 @@ def optimize(
     if abs(prior.sum() - 1.0) > PRIOR_SUM_TOLERANCE:
         raise DataError(f"the prior sums to {prior.sum():.9g}, not 1; fix the prior's shares")
     check_bounds(domains, lower, upper)
-    target = config.target
-    if target is None:
+    return domains, prior, lower, upper
+
+
+def _target(model: Any, config: OptimizeConfig) -> str:
+    """The fitted target to minimise."""
+    if config.target is None:
         if len(model.targets) != 1:
             raise ConfigError(
                 f"optimize.target is unset and the model has {len(model.targets)} targets; "
                 f"set it to one of {model.targets}"
             )
-        target = model.targets[0]
-    elif target not in model.targets:
-        raise ConfigError(f"optimize.target {target!r} is not in the model; it has {model.targets}")
+        return str(model.targets[0])
+    if config.target not in model.targets:
+        raise ConfigError(
+            f"optimize.target {config.target!r} is not in the model; it has {model.targets}"
+        )
+    return config.target
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict(np.ascontiguousarray(x), target))
 
-    k = len(domains)
-    rng = np.random.default_rng(config.seed)
-
-    def from_prior(n: int) -> np.ndarray:
-        s = rng.uniform(config.min_strength, config.max_strength, size=(n, 1))
-        return dirichlet(rng, s * prior[None, :])
-
-    sim = _TopK(config.top_k, k)
-    num_drawn = _draw_scored(
-        from_prior, predict, lower, upper, config.num_candidates, config, sim, "simulation"
-    )
-    chosen = sim.x.mean(axis=0)
-    chosen_pred = float(predict(chosen[None, :])[0])
-    simulation = Candidate(_as_dict(domains, chosen), chosen_pred)
-    best_single = Candidate(_as_dict(domains, sim.x[0]), float(sim.y[0]))
-
-    iterative = None
-    if config.search.enabled:
-        iterative, drawn = _iterative(from_prior, predict, lower, upper, config, rng, domains)
-        num_drawn += drawn
-
-    method = "simulate"
-    weights, predicted = simulation.weights, simulation.predicted
-    if iterative is not None and (
-        config.method == "iterative"
-        or (config.method == "auto" and iterative["predicted"] < simulation.predicted)
-    ):
-        method = "iterative"
-        weights, predicted = iterative["weights"], iterative["predicted"]
-    elif config.method == "iterative":
-        raise ConfigError("optimize.method is 'iterative' but optimize.search.enabled is false")
-
-    baselines: dict[str, dict[str, Any]] = {}
+def _baselines(
+    predict: Callable[[np.ndarray], np.ndarray],
+    prior: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    observed: tuple[list[str], np.ndarray, np.ndarray] | None,
+) -> dict[str, dict[str, Any]]:
+    """Predicted target of the token prior, uniform weights and the best observed proxy."""
+    k = len(prior)
+    out: dict[str, dict[str, Any]] = {}
     for name, w in (("token_prior", prior), ("uniform", np.full(k, 1.0 / k))):
-        baselines[name] = {
+        out[name] = {
             "predicted": float(predict(w[None, :])[0]),
             "within_bounds": bool(_feasible(w[None, :], lower, upper)[0]),
         }
@@ -349,13 +304,71 @@ def optimize(
         ok = np.isfinite(oy)
         if ok.any():
             i = int(np.nanargmin(np.where(ok, oy, np.inf)))
-            baselines["best_observed"] = {
+            out["best_observed"] = {
                 "mixture_id": ids[i],
                 "observed": float(oy[i]),
                 "predicted": float(predict(ox[i][None, :])[0]),
                 "within_bounds": bool(_feasible(ox[i][None, :], lower, upper)[0]),
             }
-    num_evaluations = config.num_candidates * (2 if config.search.enabled else 1)
+    return out
+
+
+def _pick(
+    config: OptimizeConfig, simulation: Candidate, iterative: dict[str, Any] | None
+) -> tuple[str, dict[str, float], float]:
+    """Which answer becomes ``weights``: ``optimize.method`` decides."""
+    if iterative is not None and (
+        config.method == "iterative"
+        or (config.method == "auto" and iterative["predicted"] < simulation.predicted)
+    ):
+        return "iterative", iterative["weights"], iterative["predicted"]
+    if config.method == "iterative":
+        raise ConfigError("optimize.method is 'iterative' but optimize.search.enabled is false")
+    return "simulate", simulation.weights, simulation.predicted
+
+
+def optimize(
+    model: Any,
+    prior: np.ndarray,
+    names: list[str],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    config: OptimizeConfig,
+    *,
+    observed: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+) -> OptimizeResult:
+    """Simulate, score and choose (see the module doc).
+
+    ``model`` is a :class:`~regmix_plugin.regression.FittedModel` (or any object with
+    ``domains`` and ``predict(x, target)``). ``prior``, ``lower`` and ``upper`` are per-domain
+    arrays in the order of ``names``; they are matched to the model's domains by name (a
+    missing or extra domain is an error). ``observed`` = (ids, weights in model order, observed
+    target) of the proxy runs, for the "best observed proxy" baseline.
+    """
+    t0 = time.perf_counter()
+    domains, prior, lower, upper = _aligned(model, prior, names, lower, upper)
+    target = _target(model, config)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.ascontiguousarray(x), target))
+
+    rng = np.random.default_rng(config.seed)
+
+    def from_prior(n: int) -> np.ndarray:
+        s = rng.uniform(config.min_strength, config.max_strength, size=(n, 1))
+        return dirichlet(rng, s * prior[None, :])
+
+    sim = _TopK(config.top_k, len(domains))
+    num_drawn = _draw_scored(
+        from_prior, predict, lower, upper, config.num_candidates, config, sim, "simulation"
+    )
+    chosen = sim.x.mean(axis=0)
+    simulation = Candidate(_as_dict(domains, chosen), float(predict(chosen[None, :])[0]))
+    iterative = None
+    if config.search.enabled:
+        iterative, drawn = _iterative(from_prior, predict, lower, upper, config, rng, domains)
+        num_drawn += drawn
+    method, weights, predicted = _pick(config, simulation, iterative)
     return OptimizeResult(
         names=domains,
         target=target,
@@ -363,16 +376,16 @@ def optimize(
         weights=weights,
         predicted=predicted,
         simulation=simulation,
-        best_single=best_single,
+        best_single=Candidate(_as_dict(domains, sim.x[0]), float(sim.y[0])),
         top_k_predicted={
             "min": float(sim.y.min()),
             "median": float(np.median(sim.y)),
             "max": float(sim.y.max()),
         },
         top_k_weight_std=_as_dict(domains, sim.x.std(axis=0)),
-        baselines=baselines,
+        baselines=_baselines(predict, prior, lower, upper, observed),
         iterative=iterative,
-        num_evaluations=num_evaluations,
+        num_evaluations=config.num_candidates * (2 if config.search.enabled else 1),
         num_drawn=num_drawn,
         seconds=time.perf_counter() - t0,
         lower=_as_dict(domains, lower),
@@ -445,18 +458,12 @@ def write_weights_yaml(path: str | Path, result: OptimizeResult) -> None:
         "bounds": {"lower": result.lower, "upper": result.upper},
         "num_evaluations": result.num_evaluations,
         "num_drawn": result.num_drawn,
-        "seconds": round(result.seconds, 3),
         "settings": result.settings,
     }
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, width=100))
 
 
-# -- study glue and CLI ----------------------------------------------------------------------------
-
-
-def optimize_config(study: Mapping[str, Any]) -> OptimizeConfig:
-    """The ``optimize`` section of a study config."""
-    return from_dict(OptimizeConfig, study.get("optimize"), "optimize")
+# -- the study's prior, bounds and observed rows ---------------------------------------------------
 
 
 def read_prior_file(path: str | Path) -> dict[str, float]:
@@ -472,31 +479,51 @@ def read_prior_file(path: str | Path) -> dict[str, float]:
     return out
 
 
-def _bound_arrays(names: list[str], config: OptimizeConfig) -> tuple[np.ndarray, np.ndarray]:
-    for key, bounds in (("min_weights", config.min_weights), ("max_weights", config.max_weights)):
-        unknown = sorted(set(bounds) - set(names))
-        if unknown:
-            raise ConfigError(f"optimize.{key} names unknown domain(s) {unknown}; domains: {names}")
+def bound_arrays(names: list[str], config: OptimizeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``optimize.min_weights`` / ``max_weights`` as arrays in the order of ``names``."""
+    unknown = sorted((set(config.min_weights) | set(config.max_weights)) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"optimize.min_weights/max_weights name unknown domain(s) {unknown}; the domains "
+            f"are {names}"
+        )
     lower = np.array([config.min_weights.get(n, 0.0) for n in names])
     upper = np.array([config.max_weights.get(n, 1.0) for n in names])
     return lower, upper
 
 
-def _observed(
-    model: Any, target: str | None, mixtures_path: Path | None, results_path: Path | None
+def prior_vector(config: OptimizeConfig, catalogue: Catalogue) -> np.ndarray:
+    """The centre of the simulation's draws (``optimize.prior``), in catalogue order."""
+    names = list(catalogue.names)
+    if config.prior == "tokens":
+        return catalogue.token_shares()
+    if config.prior == "catalogue":
+        return catalogue.prior()
+    if config.prior == "uniform":
+        return np.full(len(names), 1.0 / len(names))
+    shares = read_prior_file(config.prior)
+    missing = [n for n in names if n not in shares]
+    extra = [n for n in shares if n not in names]
+    if missing or extra:
+        raise DataError(
+            f"prior {config.prior}: missing domain(s) {missing}, unknown domain(s) {extra}"
+        )
+    return np.array([shares[n] for n in names], dtype=np.float64)
+
+
+def observed_rows(
+    model: Any, target: str | None, mixtures: Table, results: Table, results_source: str
 ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    if mixtures_path is None or results_path is None:
-        return None
+    """(ids, weights in model order, observed target) of the proxy runs, for the best-observed
+    baseline; None (with a warning) when the results have no such column."""
     from regmix_plugin.regression import align_columns
     from regmix_plugin.regression.fitting import join_tables
-    from regmix_plugin.tables import Table, read_table
 
-    mixtures, results = read_table(mixtures_path), read_table(results_path)
     name = target or model.targets[0]
     if name not in results.columns:
         log.warning(
             "no best-observed baseline: %s has no column %r (columns: %s)",
-            results_path,
+            results_source,
             name,
             results.columns,
         )
@@ -506,110 +533,11 @@ def _observed(
     return ids, ordered, y[:, results.columns.index(name)]
 
 
-def optimize_study(
-    study: Mapping[str, Any],
-    *,
-    model_dir: str | Path,
-    out: str | Path,
-    results_path: str | Path | None = None,
-    mixtures_path: str | Path | None = None,
-) -> OptimizeResult:
-    """Optimize with the study's catalogue (prior, epoch caps) and ``optimize`` section."""
-    from regmix_plugin.domains import load_catalogue
-    from regmix_plugin.regression import load_model
-
-    config = optimize_config(study)
-    catalogue = load_catalogue(study)
-    names = list(catalogue.names)
-    if config.prior == "tokens":
-        prior = catalogue.token_shares()
-    elif config.prior == "catalogue":
-        prior = catalogue.prior()
-    elif config.prior == "uniform":
-        prior = np.full(len(names), 1.0 / len(names))
-    else:
-        shares = read_prior_file(resolve_path(config.prior, study.get("_config_dir", ".")))
-        prior = _prior_vector(shares, names, config.prior)
-    lower, upper = _bound_arrays(names, config)
-    upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
-    model = load_model(model_dir)
-    observed = _observed(
-        model,
-        config.target,
-        Path(mixtures_path) if mixtures_path else None,
-        Path(results_path) if results_path else None,
-    )
-    result = optimize(model, prior, names, lower, upper, config, observed=observed)
-    write_weights_yaml(out, result)
-    return result
-
-
-def _prior_vector(shares: Mapping[str, float], names: list[str], source: str) -> np.ndarray:
-    missing = [n for n in names if n not in shares]
-    extra = [n for n in shares if n not in names]
-    if missing or extra:
-        raise DataError(f"prior {source}: missing domain(s) {missing}, unknown domain(s) {extra}")
-    return np.array([shares[n] for n in names], dtype=np.float64)
-
-
-def configure_optimize(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix optimize``."""
-    parser.add_argument(
-        "config", nargs="?", help="study YAML (catalogue: prior, epoch caps; `optimize` section)"
-    )
-    parser.add_argument("--model", required=True, help="model folder written by `regmix fit`")
-    parser.add_argument("--out", required=True, help="weights YAML to write")
-    parser.add_argument(
-        "--prior",
-        help="YAML of domain: share (instead of a study's catalogue); the `optimize` section "
-        "then comes from --config, or the defaults",
-    )
-    parser.add_argument("--config", dest="config_opt", help="study YAML for the `optimize` section")
-    parser.add_argument("--mixtures", help="proxy mixtures CSV (for the best-observed baseline)")
-    parser.add_argument("--results", help="proxy results CSV (for the best-observed baseline)")
-
-
-def command_optimize(args: argparse.Namespace) -> int:
-    """Run ``regmix optimize``."""
-    from regmix_plugin.regression import load_model
-
-    if args.prior is None:
-        if args.config is None:
-            raise ConfigError("give a study config (positional) or --prior FILE")
-        study = load_study(args.config)
-        result = optimize_study(
-            study,
-            model_dir=args.model,
-            out=args.out,
-            results_path=args.results,
-            mixtures_path=args.mixtures,
-        )
-    else:
-        cfg_path = args.config_opt or args.config
-        config = optimize_config(load_study(cfg_path)) if cfg_path else OptimizeConfig()
-        model = load_model(args.model)
-        shares = read_prior_file(args.prior)
-        names = list(shares)
-        prior = np.array([shares[n] for n in names], dtype=np.float64)
-        lower, upper = _bound_arrays(names, config)
-        observed = _observed(
-            model,
-            config.target,
-            Path(args.mixtures) if args.mixtures else None,
-            Path(args.results) if args.results else None,
-        )
-        result = optimize(model, prior, names, lower, upper, config, observed=observed)
-        write_weights_yaml(args.out, result)
-    print(format_result(result))
-    print(f"wrote {args.out}")
-    return 0
-
-
 def format_result(result: OptimizeResult) -> str:
     """A short text report (for the CLI)."""
     lines = [
         f"target {result.target}: {result.num_evaluations:,} model evaluations "
-        f"({result.num_drawn:,} draws) in {result.seconds:.1f} s; answer from {result.method}",
+        f"({result.num_drawn:,} draws); answer from {result.method}",
         f"  chosen (top-k mean)       predicted {result.predicted:.5f}",
         f"  simulation top-k mean     predicted {result.simulation.predicted:.5f}",
         f"  best single candidate     predicted {result.best_single.predicted:.5f}",

@@ -8,7 +8,6 @@ the report never fails because a later stage is missing.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import logging
@@ -19,16 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from regmix_plugin.config import from_dict, load_study
-from regmix_plugin.errors import ConfigError, RegMixError
+from regmix_plugin.config import parse_yaml, read_text_file
+from regmix_plugin.domains import Catalogue
+from regmix_plugin.errors import ConfigError, DataError, RegMixError
 from regmix_plugin.io import atomic_write_bytes, atomic_write_text
+from regmix_plugin.layout import REPORT_FILES_DIR, RunLayout
 from regmix_plugin.tables import Table, read_table
 
 log = logging.getLogger(__name__)
-
-FILES_DIR = "report_files"
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -80,7 +78,7 @@ def _to_markdown(title: str, sections: list[Section]) -> str:
             out += ["| " + " | ".join(r) + " |" for r in rows]
             out.append("")
         for name, caption in s.figures:
-            out += [f"![{caption}]({FILES_DIR}/{name})", ""]
+            out += [f"![{caption}]({REPORT_FILES_DIR}/{name})", ""]
         for caption, text in s.code:
             out += [f"**{caption}**", "", "```", text.rstrip(), "```", ""]
     return "\n".join(out)
@@ -129,7 +127,7 @@ def _to_html(title: str, sections: list[Section]) -> str:
             parts.append("</table>")
         for name, caption in s.figures:
             parts.append(
-                f'<figure><img src="{FILES_DIR}/{e(name)}" alt="{e(caption)}">'
+                f'<figure><img src="{REPORT_FILES_DIR}/{e(name)}" alt="{e(caption)}">'
                 f"<figcaption>{e(caption)}</figcaption></figure>"
             )
         for caption, text in s.code:
@@ -214,18 +212,18 @@ def _design_section(mixtures: Table | None, figs: _Figures) -> Section:
 EFFECT_SHIFT = 0.1
 
 
-def _learned_effects(run_dir: Path, target: str, domains: list[str]) -> dict[str, float] | None:
+def _learned_effects(layout: RunLayout, target: str, domains: list[str]) -> dict[str, float] | None:
     """Per domain: the mean change of the prediction when 10% of the weight moves onto it.
 
     Model-agnostic (it asks the fitted model, whatever the regressor), averaged over the proxy
     mixtures: negative means more of that domain lowers the predicted target.
     """
-    mixtures = _read_optional_table(run_dir / "mixtures.csv")
+    mixtures = _read_optional_table(layout.mixtures)
     if mixtures is None or any(d not in mixtures.columns for d in domains):
         return None
     from regmix_plugin.regression import load_model
 
-    model = load_model(run_dir / "model")
+    model = load_model(layout.model_dir)
     x = mixtures.select(domains)
     base = model.predict(x, target)
     effects = {}
@@ -236,9 +234,9 @@ def _learned_effects(run_dir: Path, target: str, domains: list[str]) -> dict[str
     return effects
 
 
-def _model_section(run_dir: Path, figs: _Figures) -> Section:
+def _model_section(layout: RunLayout, figs: _Figures) -> Section:
     s = Section("Regression: cross-validated fit and what it learned")
-    meta = _load_json(run_dir / "model" / "metadata.json")
+    meta = _load_json(layout.model_metadata)
     if not meta:
         s.paragraphs.append("No model yet: run `regmix fit`.")
         return s
@@ -257,7 +255,7 @@ def _model_section(run_dir: Path, figs: _Figures) -> Section:
         mse = f"{cv.get('mse_mean', math.nan):.3g}"
         rows.append([target, str(info.get("num_rows", "")), pm("spearman"), pm("pearson"), mse])
         s.paragraphs += [f"{target}: {note}" for note in info.get("notes", [])]
-        folder = run_dir / "model" / info["folder"]
+        folder = layout.model_dir / info["folder"]
         cv_path = folder / CV_PREDICTIONS_FILE
         if cv_path.is_file():
             table = read_table(cv_path)
@@ -266,7 +264,7 @@ def _model_section(run_dir: Path, figs: _Figures) -> Section:
                 (figs.save(f"cv_{index}.png", _scatter_drawer(m, p, target), (5, 5)),
                  f"Out-of-fold predicted vs measured, {target}")
             )  # fmt: skip
-        effects = _learned_effects(run_dir, target, domains)
+        effects = _learned_effects(layout, target, domains)
         if effects is not None:
             kind = f"change of predicted {target} when {EFFECT_SHIFT:.0%} of weight moves onto it"
             s.figures.append(
@@ -305,9 +303,9 @@ def _barh_drawer(values: Mapping[str, float], kind: str, target: str) -> Callabl
     return draw
 
 
-def _weights_section(run_dir: Path, figs: _Figures) -> Section:
+def _weights_section(layout: RunLayout, figs: _Figures) -> Section:
     s = Section("Chosen mixture and baselines")
-    path = run_dir / "weights.yaml"
+    path = layout.weights
     if not path.is_file():
         s.paragraphs.append("No chosen mixture yet: run `regmix optimize`.")
         return s
@@ -315,7 +313,7 @@ def _weights_section(run_dir: Path, figs: _Figures) -> Section:
     chosen: dict[str, float] = {str(k): float(v) for k, v in (doc.get("weights") or {}).items()}
     names = list(chosen)
     series: dict[str, np.ndarray] = {"chosen": np.array([chosen[n] for n in names])}
-    evaluation = _load_json(run_dir / "evaluation.json") or {}
+    evaluation = _load_json(layout.evaluation) or {}
     for label, run in (evaluation.get("runs") or {}).items():
         if label != "chosen" and isinstance(run.get("weights"), Mapping):
             series[str(label)] = np.array([float(run["weights"].get(n, 0.0)) for n in names])
@@ -345,8 +343,8 @@ def _weights_section(run_dir: Path, figs: _Figures) -> Section:
     return s
 
 
-def _evaluation_section(run_dir: Path) -> Section | None:
-    evaluation = _load_json(run_dir / "evaluation.json")
+def _evaluation_section(layout: RunLayout) -> Section | None:
+    evaluation = _load_json(layout.evaluation)
     if not evaluation:
         return None
     s = Section("Measured: proxies trained on the chosen mixture and the baselines")
@@ -363,19 +361,17 @@ def _evaluation_section(run_dir: Path) -> Section | None:
     return s
 
 
-def _epochs_section(run_dir: Path, study: Mapping[str, Any] | None) -> Section:
+def _epochs_section(layout: RunLayout, catalogue: Catalogue | None) -> Section:
     s = Section("Implied epochs per domain")
-    manifest = _load_json(run_dir / "blend" / "manifest.json")
+    manifest = _load_json(layout.blend_manifest)
     if not manifest or "epochs" not in manifest:
         s.paragraphs.append("No blend configs yet: run `regmix emit`.")
         return s
     s.paragraphs.append(f"For a run of {int(manifest.get('num_tokens', 0)):,} tokens.")
     caps: dict[str, float | None] = {}
-    if study is not None:
-        from regmix_plugin.domains import load_catalogue
-
-        caps = {d.name: d.max_epochs for d in load_catalogue(study).domains}
-    blend_weights = _load_yaml_mapping(run_dir / "blend" / "weights.yaml").get("weights") or {}
+    if catalogue is not None:
+        caps = {d.name: d.max_epochs for d in catalogue.domains}
+    blend_weights = _load_yaml_mapping(layout.blend_weights).get("weights") or {}
     rows = []
     for name, epochs in manifest["epochs"].items():
         cap = caps.get(name)
@@ -392,25 +388,30 @@ def _epochs_section(run_dir: Path, study: Mapping[str, Any] | None) -> Section:
 def _load_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+    try:
+        data = parse_yaml(read_text_file(path, "artifact"), str(path))
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a YAML mapping, got {type(data).__name__}")
+    return data
 
 
-def _blend_section(run_dir: Path, cfg: ReportConfig) -> Section:
+def _blend_section(layout: RunLayout, cfg: ReportConfig) -> Section:
     s = Section("Blend configs to copy")
-    folder = run_dir / "blend"
-    manifest = _load_json(folder / "manifest.json")
+    folder = layout.blend_dir
+    manifest = _load_json(layout.blend_manifest)
     if not manifest:
         s.paragraphs.append("No blend configs yet: run `regmix emit`.")
         return s
     for name in manifest.get("files", []):
         p = folder / name
-        if not p.is_file() or p.name == "manifest.json":
+        if not p.is_file() or p == layout.blend_manifest:
             continue
         text = p.read_text(encoding="utf-8", errors="replace")
         if len(text) > cfg.max_blend_chars:
             text = text[: cfg.max_blend_chars] + f"\n... (cut; the whole file is {p})"
-        s.code.append((f"blend/{name}", text))
+        s.code.append((f"{folder.name}/{name}", text))
     return s
 
 
@@ -428,42 +429,32 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 # -- the stage -------------------------------------------------------------------------------------
 
 
-def study_from_run_dir(run_dir: str | Path) -> dict[str, Any] | None:
-    """The study of a run directory, from the config path that ``regmix run`` recorded there."""
-    info = Path(run_dir) / "run.json"
-    if not info.is_file():
-        return None
-    path = Path(json.loads(info.read_text())["config_path"])
-    return load_study(path) if path.is_file() else None
-
-
 def write_report(
-    run_dir: str | Path,
-    cfg: ReportConfig | None = None,
-    *,
-    study: Mapping[str, Any] | None = None,
+    layout: RunLayout, cfg: ReportConfig, *, catalogue: Catalogue | None = None
 ) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.md`` (and their figures) into ``run_dir``.
+    """Write the HTML report and its Markdown twin (and their figures) into the run folder.
 
-    ``study`` (a loaded config) gives the catalogue for the epochs table; by default the config
-    recorded in ``run_dir/run.json`` by ``regmix run`` is used, when it is still there.
+    ``catalogue`` gives the epoch caps for the epochs table. A folder holding none of a run's
+    artifacts is a :class:`DataError` (a report of nothing helps nobody).
     """
-    run = Path(run_dir)
+    run = layout.root
     if not run.is_dir():
-        raise ConfigError(f"run directory {str(run)!r} does not exist; pass the run_dir of a study")
-    if study is None:
-        study = study_from_run_dir(run)
-    if cfg is None:
-        cfg = from_dict(ReportConfig, (study or {}).get("report") or {}, "report")
-    figs = _Figures(run / FILES_DIR)
+        raise DataError(f"run directory {str(run)!r} does not exist; pass the run_dir of a study")
+    if not any(p.exists() for p in (layout.mixtures, layout.model_dir, layout.weights)):
+        raise DataError(
+            f"{run} holds no artifact of a study (no {layout.mixtures.name}, "
+            f"{layout.model_dir.name}/ or {layout.weights.name}); pass a study's run_dir, or run "
+            "`regmix run CONFIG` first"
+        )
+    figs = _Figures(layout.report_files)
     sections: list[Section] = []
     for build in (
-        lambda: _design_section(_read_optional_table(run / "mixtures.csv"), figs),
-        lambda: _model_section(run, figs),
-        lambda: _weights_section(run, figs),
-        lambda: _evaluation_section(run),
-        lambda: _epochs_section(run, study),
-        lambda: _blend_section(run, cfg),
+        lambda: _design_section(_read_optional_table(layout.mixtures), figs),
+        lambda: _model_section(layout, figs),
+        lambda: _weights_section(layout, figs),
+        lambda: _evaluation_section(layout),
+        lambda: _epochs_section(layout, catalogue),
+        lambda: _blend_section(layout, cfg),
     ):
         try:
             section = build()
@@ -471,19 +462,7 @@ def write_report(
             section = Section("(section failed)", paragraphs=[str(exc)])
         if section is not None:
             sections.append(section)
-    html_path, md_path = run / "report.html", run / "report.md"
+    html_path, md_path = layout.report_html, layout.report_markdown
     atomic_write_text(html_path, _to_html(cfg.title, sections))
     atomic_write_text(md_path, _to_markdown(cfg.title, sections))
     return html_path, md_path
-
-
-def configure_report(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix report``."""
-    parser.add_argument("run_dir", help="a study's run directory")
-
-
-def command_report(args: argparse.Namespace) -> int:
-    """``regmix report RUN_DIR``."""
-    html_path, md_path = write_report(args.run_dir)
-    print(f"wrote {html_path} and {md_path}")
-    return 0

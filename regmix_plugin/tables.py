@@ -20,6 +20,10 @@ from regmix_plugin.errors import DataError
 from regmix_plugin.io import atomic_open
 
 ID_COLUMN = "mixture_id"
+#: How far the weights of a mixture may sum away from 1 before it is an error (float noise only:
+#: nothing is renormalised silently). The paper's released tables, rounded to 3 decimals, need
+#: a looser tolerance, passed explicitly by their reader.
+WEIGHT_SUM_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,17 @@ class Table:
 def read_table(path: str | os.PathLike[str]) -> Table:
     """Read a CSV whose first column is an id and whose other columns are numbers."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"table {str(p)!r} is a directory; pass the path of a CSV file")
     if not p.is_file():
         raise DataError(f"table {str(p)!r} does not exist")
-    with p.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise DataError(f"{p}: not UTF-8 text; pass a CSV table") from None
+    except csv.Error as exc:
+        raise DataError(f"{p}: not a CSV table ({exc})") from None
     if not rows or not rows[0]:
         raise DataError(f"{p}: empty file, expected a header row")
     header = [h.strip() for h in rows[0]]
@@ -121,3 +132,54 @@ def write_table(path: str | os.PathLike[str], table: Table) -> None:
         w.writerow([table.id_column, *table.columns])
         for rid, row in zip(table.ids, table.values, strict=True):
             w.writerow([rid, *(format_number(x) for x in row)])
+
+
+def check_weights_table(
+    table: Table,
+    source: str | os.PathLike[str],
+    *,
+    domains: list[str] | None = None,
+    tolerance: float = WEIGHT_SUM_TOLERANCE,
+) -> None:
+    """The one validator of a mixtures (weights) table, shared by every command that reads one.
+
+    Checks: at least one row; with ``domains``, exactly those columns (any order); every weight
+    finite and >= 0; no all-zero row; every row sums to 1 within ``tolerance``. Raises
+    :class:`DataError` naming ``source``, the row and what to fix. Nothing is renormalised.
+    """
+    if domains is not None:
+        missing = [d for d in domains if d not in table.columns]
+        extra = [c for c in table.columns if c not in domains]
+        if missing or extra:
+            raise DataError(
+                f"{source} does not match the domains: columns missing {missing}, not a domain "
+                f"{extra} (domains: {domains}). Redraw it with `regmix sample CONFIG`, or fix "
+                "the domains section of the config"
+            )
+    if not table.ids:
+        raise DataError(
+            f"{source} has no mixtures (a header and no rows); draw some with `regmix sample`"
+        )
+    w = table.values
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(
+            f"{source}: mixture {table.ids[i]!r}, domain {table.columns[j]!r}: weight "
+            f"{'empty' if np.isnan(w[i, j]) else w[i, j]} is not a finite number >= 0"
+        )
+    sums = w.sum(axis=1)
+    zero = sums == 0
+    if zero.any():
+        raise DataError(
+            f"{source}: mixture {table.ids[int(np.argmax(zero))]!r} has every weight 0; a mixture "
+            "needs at least one domain"
+        )
+    off = np.abs(sums - 1.0) > tolerance
+    if off.any():
+        i = int(np.argmax(off))
+        raise DataError(
+            f"{source}: the weights of mixture {table.ids[i]!r} sum to {float(sums[i])!r}, not 1 "
+            f"(tolerance {tolerance:g}; {int(off.sum())} row(s) are off); fix the rows, nothing "
+            "is renormalised silently"
+        )

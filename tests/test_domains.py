@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from regmix_plugin import cli
-from regmix_plugin.config import load_study
-from regmix_plugin.domains import format_catalogue, load_catalogue, read_index_counts
+from regmix_plugin.domains import format_catalogue, load_catalogue
+from regmix_plugin.indexed import read_index_counts
+from regmix_plugin.study import StudyConfig, load_study
 from regmix_plugin.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def write_study(tmp_path: Path, domains: dict, **sections) -> Path:
     return path
 
 
-def study_of(tmp_path: Path, domains: dict, **sections) -> dict:
+def study_of(tmp_path: Path, domains: dict, **sections) -> StudyConfig:
     return load_study(write_study(tmp_path, domains, **sections))
 
 
@@ -79,7 +80,7 @@ def test_counts_match_megatrons_own_reader(corpus):
 
 
 def test_catalogue_resolves_globs_relative_to_the_config(tmp_path, corpus):
-    cat = load_catalogue(study_of(tmp_path, three_domains(max_epochs=4)))
+    cat = load_catalogue(study_of(tmp_path, three_domains(max_epochs=4)).domains)
     assert cat.names == ["web", "code", "books"]
     web = cat.domain("web")
     assert web.prefixes == sorted([corpus["web_a"], corpus["web_b"]])
@@ -95,7 +96,7 @@ def test_catalogue_resolves_globs_relative_to_the_config(tmp_path, corpus):
 
 
 def test_max_weights_are_epochs_times_tokens_over_budget(tmp_path, corpus):
-    cat = load_catalogue(study_of(tmp_path, three_domains()))
+    cat = load_catalogue(study_of(tmp_path, three_domains()).domains)
     caps = cat.max_weights()
     assert math.isinf(caps[0]) and math.isinf(caps[1])
     assert caps[2] == pytest.approx(2 * cat.domain("books").num_tokens / 20_000)
@@ -105,7 +106,7 @@ def test_max_weights_are_epochs_times_tokens_over_budget(tmp_path, corpus):
 
 
 def test_blend_splits_a_domain_over_its_prefixes_by_tokens(tmp_path, corpus):
-    cat = load_catalogue(study_of(tmp_path, three_domains()))
+    cat = load_catalogue(study_of(tmp_path, three_domains()).domains)
     blend = cat.blend({"web": 0.6, "code": 0.4, "books": 0.0})
     prefixes = [p for p, _ in blend]
     assert corpus["books"] not in prefixes  # weight 0 is left out
@@ -127,14 +128,14 @@ def test_blend_splits_a_domain_over_its_prefixes_by_tokens(tmp_path, corpus):
     ],
 )
 def test_blend_rejects_bad_weights(tmp_path, corpus, weights, message):
-    cat = load_catalogue(study_of(tmp_path, three_domains()))
+    cat = load_catalogue(study_of(tmp_path, three_domains()).domains)
     with pytest.raises(DataError, match=message):
         cat.blend(weights)
 
 
 def test_explicit_prior(tmp_path, corpus):
     prior = {"web": 0.2, "code": 0.3, "books": 0.5}
-    cat = load_catalogue(study_of(tmp_path, three_domains(prior=prior)))
+    cat = load_catalogue(study_of(tmp_path, three_domains(prior=prior)).domains)
     np.testing.assert_allclose(cat.prior(), [0.2, 0.3, 0.5])
     assert not np.allclose(cat.prior(), cat.token_shares())
 
@@ -151,11 +152,11 @@ def test_explicit_prior(tmp_path, corpus):
 )
 def test_bad_prior_is_a_config_error(tmp_path, corpus, prior, message):
     with pytest.raises(ConfigError, match=message):
-        load_catalogue(study_of(tmp_path, three_domains(prior=prior)))
+        load_catalogue(study_of(tmp_path, three_domains(prior=prior)).domains)
 
 
 def test_planning_catalogue_of_the_pile_needs_no_files():
-    cat = load_catalogue(load_study(REPO / "configs" / "pile.yaml"))
+    cat = load_catalogue(load_study(REPO / "configs" / "pile.yaml").domains)
     assert cat.names == list(PAPER_SHARES)
     np.testing.assert_allclose(cat.token_shares(), list(PAPER_SHARES.values()), rtol=1e-8)
     # The paper's cap: 15 x the token share.
@@ -203,14 +204,16 @@ def test_planning_catalogue_of_the_pile_needs_no_files():
 )
 def test_bad_domain_entries(tmp_path, corpus, entries, error, message):
     with pytest.raises(error, match=message):
-        load_catalogue(study_of(tmp_path, {"num_target_tokens": 100, "entries": entries}))
+        load_catalogue(study_of(tmp_path, {"num_target_tokens": 100, "entries": entries}).domains)
 
 
 def test_missing_section_and_budget(tmp_path, corpus):
-    with pytest.raises(ConfigError, match="no 'domains' section"):
-        load_catalogue({"run_dir": "x"})
+    path = tmp_path / "nodomains.yaml"
+    path.write_text("run_dir: x\n")
+    with pytest.raises(ConfigError, match="no `domains`"):
+        load_study(path).require("domains")
     with pytest.raises(ConfigError, match="num_target_tokens"):
-        load_catalogue(study_of(tmp_path, {"entries": [{"name": "a", "num_tokens": 5}]}))
+        load_catalogue(study_of(tmp_path, {"entries": [{"name": "a", "num_tokens": 5}]}).domains)
 
 
 def _corrupt(prefix: str, how: str) -> None:
@@ -247,12 +250,12 @@ def _corrupt(prefix: str, how: str) -> None:
 def test_corrupt_index_is_a_clear_error(tmp_path, corpus, how, message):
     _corrupt(corpus["code"], how)
     with pytest.raises(DataError, match=message) as info:
-        load_catalogue(study_of(tmp_path, three_domains()))
+        load_catalogue(study_of(tmp_path, three_domains()).domains)
     assert "code_text_document" in str(info.value)
 
 
 def test_format_catalogue_lists_every_domain(tmp_path, corpus):
-    cat = load_catalogue(study_of(tmp_path, three_domains()))
+    cat = load_catalogue(study_of(tmp_path, three_domains()).domains)
     text = format_catalogue(cat)
     for d in cat.domains:
         line = next(ln for ln in text.splitlines() if ln.startswith(d.name + " "))
@@ -261,7 +264,9 @@ def test_format_catalogue_lists_every_domain(tmp_path, corpus):
 
 
 def test_format_catalogue_warns_when_caps_leave_no_mixture(tmp_path, corpus):
-    cat = load_catalogue(study_of(tmp_path, three_domains(max_epochs=1, num_target_tokens=10**9)))
+    cat = load_catalogue(
+        study_of(tmp_path, three_domains(max_epochs=1, num_target_tokens=10**9)).domains
+    )
     assert "no mixture respects them" in format_catalogue(cat)
 
 

@@ -21,35 +21,23 @@ Example (every key optional except ``vocab_size``)::
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from regmix_plugin.config import from_dict
-from regmix_plugin.errors import ConfigError
 from regmix_plugin.proxy.presets import ModelPreset, resolve_preset
+from regmix_plugin.splits import parse_split as split_shares
 
 
 def parse_split(split: str) -> tuple[float, float, float]:
-    """Megatron's split string (``"98,2,0"``) as normalised train/validation/test shares."""
-    parts = [p.strip() for p in re.split(r"[,/]", split) if p.strip()]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if not 1 <= len(values) <= 3 or any(not math.isfinite(v) or v < 0 for v in values):
-        raise ValueError(
-            f"split {split!r} is not a Megatron split string; write up to three non-negative "
-            "numbers, train,validation,test, for example '98,2,0'"
-        )
-    values += [0.0] * (3 - len(values))
-    total = sum(values)
+    """A proxy's split: the shared grammar (:func:`regmix_plugin.splits.parse_split`), and
+    proxies need both a training and a validation part."""
+    values = split_shares(split)
     if values[0] <= 0 or values[1] <= 0:
         raise ValueError(
             f"split {split!r} leaves no {'training' if values[0] <= 0 else 'validation'} part; "
             "proxies need both, for example '98,2,0'"
         )
-    return (values[0] / total, values[1] / total, values[2] / total)
+    return values
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -183,12 +171,3 @@ class ProxyConfig:
     def model_preset(self) -> ModelPreset:
         """The model shape: the preset with ``model`` overrides applied."""
         return resolve_preset(self.preset, self.model)
-
-
-def proxy_config(study: dict[str, Any]) -> ProxyConfig:
-    """Build the ``proxy`` section of a loaded study; a missing section is an error."""
-    if "proxy" not in study:
-        raise ConfigError(
-            "the study config has no 'proxy' section; add one with at least proxy.vocab_size"
-        )
-    return from_dict(ProxyConfig, study["proxy"], "proxy")

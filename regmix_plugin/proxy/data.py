@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from regmix_plugin.config import resolve_path
 from regmix_plugin.domains import Catalogue, read_index_counts
 from regmix_plugin.errors import DataError
 from regmix_plugin.proxy.config import ProxyConfig, parse_split
@@ -253,9 +252,7 @@ def _build_eval_set(
     return EvalSet(key=key, parts=parts, counts=_allocate(num, sizes))
 
 
-def build_eval_sets(
-    cfg: ProxyConfig, catalogue: Catalogue, config_dir: str | Path, cache: Path
-) -> list[EvalSet]:
+def build_eval_sets(cfg: ProxyConfig, catalogue: Catalogue, cache: Path) -> list[EvalSet]:
     """One validation set per domain (its prefixes' validation parts) and one per target."""
     sets = []
     for domain in catalogue.domains:
@@ -287,7 +284,7 @@ def build_eval_sets(
             )
         )
     for name, patterns in cfg.targets.items():
-        prefixes = [str(resolve_path(p, config_dir)) for p in patterns]
+        prefixes = list(patterns)  # absolute: the study resolved them
         for pattern, prefix in zip(patterns, prefixes, strict=True):
             try:
                 read_index_counts(prefix)

@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -28,18 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from regmix_plugin.config import load_study, resolve_path, to_dict
-from regmix_plugin.domains import Catalogue, load_catalogue
+from regmix_plugin.config import to_dict
+from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.fingerprint import fingerprint as content_fingerprint
 from regmix_plugin.io import atomic_open, atomic_write_json
-from regmix_plugin.proxy.config import ProxyConfig, proxy_config
+from regmix_plugin.layout import METRICS_FILE
+from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.tables import read_table
 
 log = logging.getLogger(__name__)
 
 #: Bumped when a change to the training or evaluation changes the numbers for a given config.
 TRAINER_VERSION = 1
-METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint/state.pt"
 
 #: Keys of ``proxy`` that do not change the results (left out of the fingerprint).
@@ -47,18 +46,10 @@ _NON_RESULT_KEYS = ("num_threads", "log_interval", "checkpoint_interval", "keep_
 
 
 def fingerprint(
-    cfg: ProxyConfig,
-    catalogue: Catalogue,
-    weights: Mapping[str, float],
-    mixture_id: str,
-    config_dir: str | Path,
+    cfg: ProxyConfig, catalogue: Catalogue, weights: Mapping[str, float], mixture_id: str
 ) -> str:
     """A hash of everything that determines a proxy's results (config, mixture, data sizes)."""
     proxy = {k: v for k, v in to_dict(cfg).items() if k not in _NON_RESULT_KEYS}
-    proxy["targets"] = {
-        name: [str(resolve_path(p, config_dir)) for p in prefixes]
-        for name, prefixes in cfg.targets.items()
-    }
     identity = {
         "trainer_version": TRAINER_VERSION,
         "mixture_id": mixture_id,
@@ -68,8 +59,7 @@ def fingerprint(
             [d.name, list(zip(d.prefixes, d.prefix_tokens, strict=True))] for d in catalogue.domains
         ],
     }
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_fingerprint(identity)
 
 
 def completed_metrics(out_dir: str | Path, mixture_id: str, fp: str) -> dict[str, Any] | None:
@@ -92,23 +82,21 @@ def completed_metrics(out_dir: str | Path, mixture_id: str, fp: str) -> dict[str
 
 
 def train_proxy(
-    study: Mapping[str, Any],
+    cfg: ProxyConfig,
+    catalogue: Catalogue,
     weights: Mapping[str, float],
     mixture_id: str,
     out_dir: str | Path,
 ) -> dict[str, Any]:
     """Train (or resume, or skip) the proxy of one mixture; return its metrics.
 
-    ``study`` is a loaded study config (:func:`regmix_plugin.config.load_study`) with ``domains``
-    and ``proxy`` sections; ``weights`` names every domain and sums to 1.
+    ``cfg`` is the study's ``proxy`` section (target paths absolute), ``catalogue`` its domains;
+    ``weights`` names every domain and sums to 1.
     """
-    cfg = proxy_config(dict(study))
-    catalogue = load_catalogue(study)
     weights = {str(k): float(v) for k, v in weights.items()}
     blend = catalogue.blend(weights)  # unknown/missing domains and bad sums fail here
-    config_dir = str(study.get("_config_dir", "."))
     out = Path(out_dir)
-    fp = fingerprint(cfg, catalogue, weights, mixture_id, config_dir)
+    fp = fingerprint(cfg, catalogue, weights, mixture_id)
     done = completed_metrics(out, mixture_id, fp)
     if done is not None:
         log.info("%s: complete metrics for mixture %s exist, nothing to do", out, mixture_id)
@@ -121,7 +109,7 @@ def train_proxy(
     with proxy_runtime(cfg) as rt:
         cache = out / "cache"
         train_data = build_train_data(cfg, catalogue, blend, cache)
-        eval_sets = build_eval_sets(cfg, catalogue, config_dir, cache)
+        eval_sets = build_eval_sets(cfg, catalogue, cache)
         trainer = _Trainer(cfg, rt, train_data, out / CHECKPOINT_FILE, fp)
         trainer.train()
         metrics_values = {s.key: trainer.evaluate(s) for s in eval_sets}
@@ -446,69 +434,8 @@ class _Trainer:
         return float(total[0] / total[1])
 
 
-# -- command line ----------------------------------------------------------------------------
-
-
-def _run_dir(study: Mapping[str, Any]) -> Path:
-    if "run_dir" not in study:
-        raise ConfigError(
-            "the study config has no run_dir; add one, or pass --mixtures and --out explicitly"
-        )
-    return resolve_path(str(study["run_dir"]), str(study.get("_config_dir", ".")))
-
-
 def mixture_weights(path: str | Path, mixture_id: str) -> dict[str, float]:
     """The weights of one row of a mixtures table."""
     table = read_table(path)
     row = table.row(mixture_id)
     return {name: float(w) for name, w in zip(table.columns, row, strict=True)}
-
-
-def configure_train_proxy(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix train-proxy``."""
-    parser.add_argument("config", help="study YAML with 'domains' and 'proxy' sections")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--mixture", metavar="ID", help="train the row ID of the mixtures table")
-    which.add_argument("--weights", metavar="FILE", help="train the mixture of a weights YAML")
-    parser.add_argument(
-        "--mixtures", metavar="FILE", help="mixtures table (default: <run_dir>/mixtures.csv)"
-    )
-    parser.add_argument(
-        "--out", metavar="DIR", help="output folder (default: <run_dir>/proxies/ID)"
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the resolved config and blend, train nothing"
-    )
-
-
-def command_train_proxy(args: argparse.Namespace) -> int:
-    """``regmix train-proxy CONFIG (--mixture ID | --weights FILE) [--out DIR]``."""
-    study = load_study(args.config)
-    if args.weights:
-        from regmix_plugin.mixtures import load_weights_yaml, mixture_id
-
-        weights = dict(load_weights_yaml(args.weights))
-        mid = str(mixture_id(weights))
-    else:
-        if args.mixtures is not None:
-            table = Path(args.mixtures)
-        else:
-            table = _run_dir(study) / "mixtures.csv"
-        weights = mixture_weights(table, args.mixture)
-        mid = args.mixture
-    out = Path(args.out) if args.out else _run_dir(study) / "proxies" / mid
-    if args.dry_run:
-        cfg = proxy_config(study)
-        catalogue = load_catalogue(study)
-        plan = {
-            "mixture_id": mid,
-            "out": str(out),
-            "num_steps": cfg.num_steps,
-            "num_tokens_trained": cfg.num_steps * cfg.tokens_per_step,
-            "blend": [[p, w] for p, w in catalogue.blend(weights)],
-            "proxy": to_dict(cfg),
-        }
-        print(json.dumps(plan, indent=2))
-        return 0
-    train_proxy(study, weights, mid, out)
-    return 0

@@ -12,30 +12,25 @@ table as ``<results>.missing.json``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from regmix_plugin.config import load_study
 from regmix_plugin.errors import DataError
 from regmix_plugin.io import atomic_write_json
+from regmix_plugin.layout import DONE_FILE, METRICS_FILE, SWEEP_FILE, RunLayout, missing_file
 from regmix_plugin.sweep.config import CollectSettings
 from regmix_plugin.sweep.parsers import run_metrics
 from regmix_plugin.sweep.registry import (
-    DONE_FILE,
-    METRICS_FILE,
-    SWEEP_FILE,
     read_json,
     read_run,
     runs_dir,
     sweep_mixture_ids,
 )
-from regmix_plugin.tables import ID_COLUMN, Table, read_table, write_table
+from regmix_plugin.tables import ID_COLUMN, Table, write_table
 
 
 @dataclass
@@ -55,8 +50,8 @@ class Collected:
 def _is_sweep(path: Path) -> Path | None:
     if (path / SWEEP_FILE).is_file():
         return path
-    if (path / "sweep" / SWEEP_FILE).is_file():
-        return path / "sweep"
+    if (RunLayout(path).sweep_dir / SWEEP_FILE).is_file():
+        return RunLayout(path).sweep_dir
     return None
 
 
@@ -169,44 +164,13 @@ def write_results(collected: Collected | Table, path: str | os.PathLike[str]) ->
         )
     out = Path(path)
     write_table(out, collected.table)
-    atomic_write_json(out.with_name(out.name + ".missing.json"), collected.missing)
+    atomic_write_json(missing_file(out), collected.missing)
     return out
 
 
 def default_results_path(source: Path, settings: CollectSettings) -> Path:
-    """``sweep.collect.results``, else ``<run_dir>/results.csv``, else ``DIR/results.csv``."""
+    """``sweep.collect.results``, else the run_dir's results table, else ``DIR/results.csv``."""
     if settings.results is not None:
         return settings.results
     sweep_dir = _is_sweep(source)
-    return (sweep_dir.parent if sweep_dir is not None else source) / "results.csv"
-
-
-def configure_collect(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix collect``."""
-    parser.add_argument("dir", help="a sweep folder, its run_dir, or a folder of runs (one per id)")
-    parser.add_argument("--config", help="study config whose sweep.collect settings to use")
-    parser.add_argument("--mixtures", help="mixtures table: its ids are the rows expected")
-    parser.add_argument("--out", help="results CSV (default: <run_dir>/results.csv)")
-
-
-def command_collect(args: argparse.Namespace) -> int:
-    """``regmix collect DIR``: write the table; list missing runs on stderr."""
-    from regmix_plugin.sweep.runner import load_settings
-
-    settings = load_settings(load_study(args.config)).collect if args.config else CollectSettings()
-    ids = list(read_table(args.mixtures).ids) if args.mixtures else None
-    source = Path(args.dir)
-    collected = collect_runs(source, settings=settings, mixture_ids=ids)
-    out = write_results(collected, args.out or default_results_path(source, settings))
-    t = collected.table
-    print(
-        f"wrote {out}: {len(t.ids)} mixture(s) x {len(t.columns)} metric(s), "
-        f"{collected.num_complete} complete"
-    )
-    if collected.missing:
-        print(
-            f"{len(collected.missing)} run(s) missing or incomplete (empty cells):", file=sys.stderr
-        )
-        for mid, why in collected.missing.items():
-            print(f"  {mid}: {why}", file=sys.stderr)
-    return 0
+    return RunLayout(sweep_dir.parent if sweep_dir is not None else source).results

@@ -34,6 +34,9 @@ DEFAULT_COMMAND = (
     "--mixtures {mixtures} --out {run_dir}"
 )
 
+#: The launchers ``sweep.launcher`` may name (their factories: ``sweep.launchers.LAUNCHERS``).
+LAUNCHER_NAMES = ("local", "nemo_run", "slurm")
+
 _SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 
 
@@ -290,11 +293,9 @@ class SweepConfig:
     """Settings of ``regmix collect``."""
 
     def __post_init__(self) -> None:
-        from regmix_plugin.sweep.launchers import LAUNCHERS
-
-        if self.launcher not in LAUNCHERS:
+        if self.launcher not in LAUNCHER_NAMES:
             raise ValueError(
-                f"sweep.launcher {self.launcher!r} is unknown; choose one of {sorted(LAUNCHERS)}"
+                f"sweep.launcher {self.launcher!r} is unknown; choose one of {list(LAUNCHER_NAMES)}"
             )
         _check_count("sweep.num_retries", self.num_retries, 0)
         _check_count("sweep.num_threads_per_proxy", self.num_threads_per_proxy, 1)

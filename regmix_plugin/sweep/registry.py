@@ -3,10 +3,10 @@
 Layout of a sweep folder (``<run_dir>/sweep/``)::
 
     sweep.json                 fingerprint of the config parts that define the runs
+    study.yaml                 the resolved study every proxy reads (``{config}``)
     mixtures.csv               the mixtures this sweep trains (ids `regmix collect` expects)
     runs/<mixture_id>/
         blend.yaml             the mixture's weights per domain
-        config.yaml            the resolved study config of this run
         command.json           the proxy command, its environment and threads
         submitted.json         the launcher's last submission (job id), written by the driver
         attempts.json          one record per attempt: start, end, exit code, tail of the log
@@ -17,12 +17,12 @@ Layout of a sweep folder (``<run_dir>/sweep/``)::
 
 Only the worker (:mod:`regmix_plugin.sweep.worker`) writes ``attempts.json`` and ``DONE``, and
 only while it holds ``.lock``; the driver writes the rest before launching. A run's state is
-read from the files alone, so ``regmix status`` works from any shell while a sweep runs.
+read from the files alone, so ``regmix status`` works from any shell while a sweep runs. The
+file names are defined in :mod:`regmix_plugin.layout`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -30,7 +30,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,17 +37,20 @@ from pathlib import Path
 from typing import Any
 
 from regmix_plugin.errors import DataError
+from regmix_plugin.layout import (
+    ATTEMPTS_FILE,
+    DONE_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    SUBMITTED_FILE,
+    SWEEP_FILE,
+    RunLayout,
+    sweep_run_folder,
+    sweep_runs_dir,
+)
 
 #: Version of the sweep folder layout, recorded in sweep.json.
 LAYOUT_VERSION = 1
-SWEEP_FILE = "sweep.json"
-DONE_FILE = "DONE"
-LOCK_FILE = ".lock"
-ATTEMPTS_FILE = "attempts.json"
-SUBMITTED_FILE = "submitted.json"
-COMMAND_FILE = "command.json"
-LOG_FILE = "train.log"
-METRICS_FILE = "metrics.json"
 LOG_TAIL_LINES = 20
 
 STATES = ("done", "running", "failed", "pending")
@@ -56,12 +58,12 @@ STATES = ("done", "running", "failed", "pending")
 
 def runs_dir(sweep_dir: str | os.PathLike[str]) -> Path:
     """The folder holding one sub-folder per run."""
-    return Path(sweep_dir) / "runs"
+    return sweep_runs_dir(Path(sweep_dir))
 
 
 def run_folder(sweep_dir: str | os.PathLike[str], mixture_id: str) -> Path:
     """The folder of one run."""
-    return runs_dir(sweep_dir) / mixture_id
+    return sweep_run_folder(Path(sweep_dir), mixture_id)
 
 
 def resolve_sweep_dir(path: str | os.PathLike[str]) -> Path:
@@ -69,8 +71,8 @@ def resolve_sweep_dir(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if (p / SWEEP_FILE).is_file():
         return p
-    if (p / "sweep" / SWEEP_FILE).is_file():
-        return p / "sweep"
+    if (RunLayout(p).sweep_dir / SWEEP_FILE).is_file():
+        return RunLayout(p).sweep_dir
     if not p.exists():
         raise DataError(f"{str(p)!r} does not exist; pass a sweep folder (<run_dir>/sweep)")
     raise DataError(
@@ -311,29 +313,3 @@ def format_status(status: SweepStatus, *, verbose: bool = False) -> str:
             queued = f" (queued as job {r.job_id})" if r.job_id else ""
             lines.append(f"  pending  {r.mixture_id}{queued}")
     return "\n".join(lines)
-
-
-def configure_status(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix status``."""
-    parser.add_argument("dir", help="a sweep folder (<run_dir>/sweep) or the study's run_dir")
-    parser.add_argument("--json", action="store_true", help="print the records as JSON")
-    parser.add_argument(
-        "--all", action="store_true", help="also list pending runs, whole log tails"
-    )
-
-
-def command_status(args: argparse.Namespace) -> int:
-    """``regmix status DIR``: exit 0 when every run is done, 1 while some are not."""
-    status = sweep_status(args.dir)
-    if args.json:
-        out = {
-            "sweep_dir": str(status.sweep_dir),
-            "counts": status.counts,
-            "eta_s": status.eta_s,
-            "runs": [r.as_dict() for r in status.records],
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        print(format_status(status, verbose=args.all))
-    sys.stdout.flush()
-    return 0 if status.finished else 1

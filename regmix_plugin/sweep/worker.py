@@ -30,17 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from regmix_plugin.io import atomic_write_json
-from regmix_plugin.sweep.registry import (
-    ATTEMPTS_FILE,
-    COMMAND_FILE,
-    DONE_FILE,
-    LOG_FILE,
-    METRICS_FILE,
-    log_tail,
-    read_json,
-    run_folder,
-    try_lock,
-)
+from regmix_plugin.layout import ATTEMPTS_FILE, COMMAND_FILE, DONE_FILE, LOG_FILE, METRICS_FILE
+from regmix_plugin.sweep.registry import log_tail, read_json, run_folder, try_lock
 
 EXIT_FAILED = 1
 EXIT_LOCKED = 75

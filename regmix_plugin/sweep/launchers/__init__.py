@@ -70,7 +70,7 @@ def _nemo_run(plan: SweepPlan) -> Launcher:
     return NemoRunLauncher(plan)
 
 
-#: Launcher name (``sweep.launcher``) -> factory.
+#: Launcher name (``sweep.launcher``) -> factory; the names are ``sweep.config.LAUNCHER_NAMES``.
 LAUNCHERS: dict[str, LauncherFactory] = {"local": _local, "slurm": _slurm, "nemo_run": _nemo_run}
 
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from regmix_plugin.errors import LaunchError
 from regmix_plugin.io import atomic_write_json, atomic_write_text
-from regmix_plugin.sweep.registry import SUBMITTED_FILE, read_json, run_folder
+from regmix_plugin.layout import SUBMITTED_FILE
+from regmix_plugin.sweep.registry import read_json, run_folder
 
 if TYPE_CHECKING:
     from regmix_plugin.sweep.runner import SweepPlan

@@ -1,0 +1,215 @@
+"""The run folder: one object that names every artifact of a study's ``run_dir``.
+
+Every stage asks a :class:`RunLayout` for its paths; no other module spells an artifact's name.
+The sweep folder's inside (one folder per proxy run, markers, locks) is named here too, because
+the sweep worker reads it; this module imports nothing but the standard library, so the worker
+stays light. ``run_dir`` holds::
+
+    config.resolved.yaml   the study as run: every default filled in, every path absolute
+    run.json               where the config came from, and the --set overrides
+    data/ (synthetic)      only for a config with a ``synthetic`` section (its own data_dir)
+    domains.txt            the catalogue as a table
+    catalogue.json         per prefix: documents, tokens, .bin/.idx sizes and mtimes
+    mixtures.csv           the proxy mixtures (or ``sweep.mixtures``)
+    mixtures_summary.json  what the mixture design drew and rejected
+    sweep/                 sweep.json, study.yaml, mixtures.csv, runs/<mixture_id>/...
+    results.csv            one row per mixture, one column per metric (or ``sweep.collect.results``)
+    results.csv.missing.json
+    model/                 the fitted regressors
+    weights.yaml           the chosen mixture and the optimizer's report
+    blend/                 the blend configs for every recipe format
+    proxies/<mixture_id>/  proxies trained one by one with ``regmix train-proxy``
+    evaluate/<label>/      proxies trained on the chosen mixture and the baselines
+    evaluation.json        their measured target loss
+    report.html, report.md, report_files/
+    stages/<stage>.json    completion markers, written last by ``regmix run``
+    logs/                  the run's log files (timings live here, never in artifacts)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# -- names inside a sweep folder (``<run_dir>/sweep``) ---------------------------------------------
+SWEEP_FILE = "sweep.json"
+SWEEP_STUDY_FILE = "study.yaml"
+RUNS_DIR = "runs"
+DONE_FILE = "DONE"
+LOCK_FILE = ".lock"
+ATTEMPTS_FILE = "attempts.json"
+SUBMITTED_FILE = "submitted.json"
+COMMAND_FILE = "command.json"
+LOG_FILE = "train.log"
+WORKER_LOG_FILE = "worker.log"
+METRICS_FILE = "metrics.json"
+BLEND_FILE = "blend.yaml"
+RUN_CONFIG_FILE = "config.yaml"
+
+# -- names inside run_dir --------------------------------------------------------------------------
+MIXTURES_FILE = "mixtures.csv"
+MIXTURES_SUMMARY_FILE = "mixtures_summary.json"
+RESULTS_FILE = "results.csv"
+MISSING_SUFFIX = ".missing.json"
+#: Inside ``blend/``: what ``regmix emit`` wrote (files, epochs) and the mixture it wrote.
+BLEND_MANIFEST_FILE = "manifest.json"
+BLEND_WEIGHTS_FILE = "weights.yaml"
+#: Inside ``model/``: the fitted model's description.
+MODEL_METADATA_FILE = "metadata.json"
+#: Beside the report: its figures.
+REPORT_FILES_DIR = "report_files"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder. The mixtures and results tables may live elsewhere
+    (``sweep.mixtures``, ``sweep.collect.results``), and single-stage commands may name the model
+    folder and the weights file; everything else is under ``root``."""
+
+    root: Path
+    """The run folder (``run_dir``)."""
+    mixtures_table: Path | None = None
+    """Where the mixtures table is, when not ``root/mixtures.csv``."""
+    results_table: Path | None = None
+    """Where the results table is, when not ``root/results.csv``."""
+    model_folder: Path | None = None
+    """Where the model folder is, when not ``root/model``."""
+    weights_file: Path | None = None
+    """Where the chosen mixture goes, when not ``root/weights.yaml``."""
+
+    @property
+    def resolved_config(self) -> Path:
+        """``config.resolved.yaml``: the study as run, loadable as a config."""
+        return self.root / "config.resolved.yaml"
+
+    @property
+    def run_info(self) -> Path:
+        """``run.json``: the config file the run came from and its overrides."""
+        return self.root / "run.json"
+
+    @property
+    def domains_table(self) -> Path:
+        """``domains.txt``: the catalogue as a text table."""
+        return self.root / "domains.txt"
+
+    @property
+    def catalogue(self) -> Path:
+        """``catalogue.json``: the catalogue with per-prefix file sizes and times."""
+        return self.root / "catalogue.json"
+
+    @property
+    def mixtures(self) -> Path:
+        """The proxy mixtures table."""
+        return self.mixtures_table or self.root / MIXTURES_FILE
+
+    @property
+    def mixtures_summary(self) -> Path:
+        """What the mixture design drew and rejected."""
+        return self.root / MIXTURES_SUMMARY_FILE
+
+    @property
+    def sweep_dir(self) -> Path:
+        """The sweep folder."""
+        return self.root / "sweep"
+
+    @property
+    def results(self) -> Path:
+        """The results table (one row per mixture, one column per metric)."""
+        return self.results_table or self.root / RESULTS_FILE
+
+    @property
+    def results_missing(self) -> Path:
+        """Which rows of the results table are missing, and why."""
+        return missing_file(self.results)
+
+    @property
+    def model_dir(self) -> Path:
+        """The fitted model folder."""
+        return self.model_folder or self.root / "model"
+
+    @property
+    def weights(self) -> Path:
+        """``weights.yaml``: the chosen mixture and the optimizer's report."""
+        return self.weights_file or self.root / "weights.yaml"
+
+    @property
+    def blend_dir(self) -> Path:
+        """The emitted blend configs."""
+        return self.root / "blend"
+
+    @property
+    def blend_manifest(self) -> Path:
+        """What ``regmix emit`` wrote."""
+        return self.blend_dir / BLEND_MANIFEST_FILE
+
+    @property
+    def blend_weights(self) -> Path:
+        """The mixture the blend configs were written for."""
+        return self.blend_dir / BLEND_WEIGHTS_FILE
+
+    @property
+    def model_metadata(self) -> Path:
+        """The fitted model's description."""
+        return self.model_dir / MODEL_METADATA_FILE
+
+    def proxy_run(self, mixture_id: str) -> Path:
+        """Where ``regmix train-proxy`` puts a proxy it trains outside a sweep."""
+        return self.root / "proxies" / mixture_id
+
+    @property
+    def evaluate_dir(self) -> Path:
+        """Proxies of the evaluate stage, one folder per compared mixture."""
+        return self.root / "evaluate"
+
+    def evaluate_run(self, label: str) -> Path:
+        """The folder of one compared mixture's proxy."""
+        return self.evaluate_dir / label
+
+    @property
+    def evaluation(self) -> Path:
+        """``evaluation.json``: the measured comparison."""
+        return self.root / "evaluation.json"
+
+    @property
+    def report_html(self) -> Path:
+        """The HTML report."""
+        return self.root / "report.html"
+
+    @property
+    def report_markdown(self) -> Path:
+        """The Markdown twin of the report."""
+        return self.root / "report.md"
+
+    @property
+    def report_files(self) -> Path:
+        """The report's figures."""
+        return self.root / REPORT_FILES_DIR
+
+    @property
+    def stages_dir(self) -> Path:
+        """Completion markers of ``regmix run``."""
+        return self.root / "stages"
+
+    def marker(self, stage: str) -> Path:
+        """The completion marker of one stage."""
+        return self.stages_dir / f"{stage}.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        """The run's log files."""
+        return self.root / "logs"
+
+
+def missing_file(results: Path) -> Path:
+    """The missing-runs file beside a results table."""
+    return results.with_name(results.name + MISSING_SUFFIX)
+
+
+def sweep_runs_dir(sweep_dir: Path) -> Path:
+    """The folder holding one folder per proxy run."""
+    return Path(sweep_dir) / RUNS_DIR
+
+
+def sweep_run_folder(sweep_dir: Path, mixture_id: str) -> Path:
+    """The folder of one proxy run."""
+    return sweep_runs_dir(sweep_dir) / mixture_id

@@ -1,0 +1,313 @@
+"""The stages of a study: each a function of the study, the run layout and its explicit inputs,
+returning its artifact.
+
+``regmix run`` (:mod:`regmix_plugin.pipeline`) and the per-stage commands
+(:mod:`regmix_plugin.commands`) call these same functions. They write their artifacts
+atomically where the :class:`~regmix_plugin.layout.RunLayout` says, log, and never print or
+parse arguments. The catalogue is built once by :func:`build_catalogue` and handed to every stage
+that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from regmix_plugin.domains import (
+    Catalogue,
+    catalogue_record,
+    format_catalogue,
+    load_catalogue,
+    prefix_files,
+)
+from regmix_plugin.errors import ConfigError, DataError, RegMixError
+from regmix_plugin.evaluate import EvaluateConfig, l1_distance
+from regmix_plugin.io import atomic_write_json, atomic_write_text
+from regmix_plugin.layout import RunLayout
+from regmix_plugin.mixtures import (
+    SampleResult,
+    load_weights_yaml,
+    mixture_id,
+    read_mixtures,
+    sample_mixtures,
+    write_mixtures,
+)
+from regmix_plugin.study import StudyConfig
+from regmix_plugin.tables import Table, check_weights_table, read_table
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[Any], None]
+
+
+# -- data and catalogue ----------------------------------------------------------------------------
+
+
+def generate_data(study: StudyConfig, layout: RunLayout) -> Any:
+    """``data``: write the planted-optimum corpus of a ``synthetic`` section (quickstart)."""
+    from regmix_plugin.synthetic import generate
+
+    return generate(study.require("synthetic"), study.config_dir)
+
+
+def target_prefixes(study: StudyConfig) -> list[str]:
+    """Every prefix of the proxy's target sets (absolute), in config order."""
+    if study.proxy is None:
+        return []
+    return [p for prefixes in study.proxy.targets.values() for p in prefixes]
+
+
+def build_catalogue(study: StudyConfig, layout: RunLayout | None = None) -> Catalogue:
+    """``domains``: the catalogue (``.idx`` headers read once per process); with ``layout``,
+    also ``domains.txt`` and ``catalogue.json`` (per prefix documents, tokens, file sizes and
+    modification times, and the same for the target sets), which later stages take as input."""
+    catalogue = load_catalogue(study.require("domains"))
+    if layout is not None:
+        record = catalogue_record(catalogue)
+        record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+        atomic_write_text(
+            layout.domains_table, format_catalogue(catalogue, study.config_dir) + "\n"
+        )
+        atomic_write_json(layout.catalogue, record)
+    return catalogue
+
+
+# -- mixtures and sweep ----------------------------------------------------------------------------
+
+
+def sample(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> SampleResult:
+    """``sample``: draw the proxy mixtures; write the summary, then the mixtures table."""
+    result = sample_mixtures(catalogue, study.require("sample"))
+    atomic_write_json(layout.mixtures_summary, result.summary)
+    write_mixtures(layout.mixtures, result.mixtures)
+    return result
+
+
+def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any]:
+    """What defines a sweep's runs besides the command: the domains and proxy settings and the
+    data on disk (sizes and modification times), so changed data is never mixed in silently."""
+    record = catalogue_record(catalogue)
+    record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+    return {
+        "domains_section": study.section_data("domains"),
+        "proxy": study.section_data("proxy"),
+        "data": record,
+    }
+
+
+def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:
+    """The sweep's plan (nothing written): one run per row of the mixtures table."""
+    from regmix_plugin.sweep.runner import make_plan
+
+    study.require("proxy")
+    text = (
+        f"# the study as run (from {study.config_path}; overrides {list(study.overrides)});\n"
+        "# every default filled in, every path absolute; every proxy of this sweep reads it\n"
+        + yaml.safe_dump(study.resolved(), sort_keys=False)
+    )
+    return make_plan(
+        settings=study.sweep,
+        sweep_dir=layout.sweep_dir,
+        mixtures_path=layout.mixtures,
+        domains=list(catalogue.names),
+        description=sweep_description(study, catalogue),
+        study_text=text,
+        cwd=study.config_dir,
+        source=study.config_path,
+    )
+
+
+def sweep(
+    study: StudyConfig,
+    layout: RunLayout,
+    catalogue: Catalogue,
+    *,
+    force_mix: bool = False,
+    progress: Progress | None = None,
+) -> Any:
+    """``sweep``: train one proxy per mixture through the configured launcher."""
+    from regmix_plugin.sweep.runner import run_sweep
+
+    plan = plan_sweep(study, layout, catalogue)
+    return run_sweep(plan, force_mix=force_mix, progress=progress)
+
+
+def collect(study: StudyConfig, layout: RunLayout) -> Any:
+    """``collect``: the results table from the sweep's runs (missing runs are listed beside)."""
+    from regmix_plugin.sweep.collect import collect_runs, write_results
+
+    collected = collect_runs(layout.sweep_dir, settings=study.sweep.collect)
+    write_results(collected, layout.results)
+    return collected
+
+
+# -- regression and choice -------------------------------------------------------------------------
+
+
+def read_weights_table(path: Path, domains: Sequence[str] | None = None) -> Table:
+    """A mixtures table, checked by the one validator (columns, finite, >= 0, rows sum to 1)."""
+    table = read_table(path)
+    check_weights_table(table, path, domains=None if domains is None else list(domains))
+    return table
+
+
+def fit(
+    study: StudyConfig,
+    layout: RunLayout,
+    *,
+    targets: Sequence[str] = (),
+    catalogue: Catalogue | None = None,
+) -> Any:
+    """``fit``: one regressor per target from the mixtures and results tables into ``model/``."""
+    from regmix_plugin.regression import fit as fit_models
+
+    names = None if catalogue is None else catalogue.names
+    mixtures = read_weights_table(layout.mixtures, names)
+    results = read_table(layout.results)
+    return fit_models(mixtures, results, list(targets), study.fit, layout.model_dir)
+
+
+def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:
+    """``optimize``: simulate candidates under the bounds and epoch caps; write ``weights.yaml``."""
+    from regmix_plugin.optimize import (
+        bound_arrays,
+        observed_rows,
+        prior_vector,
+        write_weights_yaml,
+    )
+    from regmix_plugin.optimize import optimize as choose
+    from regmix_plugin.regression import load_model
+
+    config = study.optimize
+    names = list(catalogue.names)
+    lower, upper = bound_arrays(names, config)
+    upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
+    model = load_model(layout.model_dir)
+    observed = None
+    if layout.mixtures.is_file() and layout.results.is_file():
+        mixtures = read_weights_table(layout.mixtures, names)
+        observed = observed_rows(
+            model, config.target, mixtures, read_table(layout.results), str(layout.results)
+        )
+    result = choose(
+        model, prior_vector(config, catalogue), names, lower, upper, config, observed=observed
+    )
+    log.info("optimize: %d model evaluations in %.1f s", result.num_evaluations, result.seconds)
+    write_weights_yaml(layout.weights, result)
+    return result
+
+
+def emit(
+    study: StudyConfig,
+    catalogue: Catalogue,
+    out_dir: Path,
+    *,
+    weights_path: Path | None = None,
+    mixture: str | None = None,
+    mixtures_path: Path | None = None,
+) -> Any:
+    """``emit``: the blend configs of one mixture (a weights file, or a row of a mixtures table)."""
+    from regmix_plugin.emit import emit_blends
+
+    if (mixture is None) == (weights_path is None):
+        raise ConfigError("give exactly one of a mixture id (--mixture) or a weights file")
+    if weights_path is not None:
+        weights = load_weights_yaml(weights_path)
+        source = f"weights {weights_path.name}"
+    else:
+        assert mixture is not None and mixtures_path is not None
+        table = read_mixtures(mixtures_path)
+        if table.names != catalogue.names:
+            raise DataError(
+                f"{mixtures_path}: columns {table.names} do not match the catalogue's domains "
+                f"{catalogue.names}; sample again or use the matching config"
+            )
+        weights = table.row(mixture)
+        source = f"{mixtures_path.name} row {mixture}"
+    result = emit_blends(catalogue, weights, out_dir, study.emit, source=source)
+    for line in result.warnings:
+        log.warning("%s", line)
+    return result
+
+
+# -- evaluation and report -------------------------------------------------------------------------
+
+
+def _candidates(
+    cfg: EvaluateConfig, catalogue: Catalogue, layout: RunLayout
+) -> dict[str, dict[str, float]]:
+    names = catalogue.names
+    out: dict[str, dict[str, float]] = {"chosen": load_weights_yaml(layout.weights)}
+    if "token_prior" in cfg.baselines:
+        out["token_prior"] = dict(zip(names, map(float, catalogue.token_shares()), strict=True))
+    if "uniform" in cfg.baselines:
+        out["uniform"] = {n: 1.0 / len(names) for n in names}
+    return out
+
+
+def _best_proxy(cfg: EvaluateConfig, layout: RunLayout, results: Table) -> dict[str, Any]:
+    column = results.column(cfg.target)
+    if np.all(np.isnan(column)):
+        raise RegMixError(f"{layout.results} has no measured {cfg.target!r}: nothing to compare")
+    best = int(np.nanargmin(column))
+    mixtures = read_table(layout.mixtures)
+    best_id = results.ids[best]
+    row = mixtures.row(best_id)
+    return {
+        "mixture_id": best_id,
+        "weights": dict(zip(mixtures.columns, map(float, row), strict=True)),
+        "target_loss": float(column[best]),
+        "trained": "reused from the sweep (same settings and seed)",
+    }
+
+
+def evaluate(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> dict[str, Any]:
+    """``evaluate``: train proxies on the chosen mixture and the baselines; compare their
+    measured target loss (``evaluation.json``)."""
+    from regmix_plugin.proxy.train import train_proxy
+
+    cfg: EvaluateConfig = study.require("evaluate")
+    proxy = study.require("proxy")
+    results = read_table(layout.results)
+    if cfg.target not in results.columns:
+        raise ConfigError(
+            f"evaluate.target {cfg.target!r} is not a column of {layout.results}; "
+            f"choose one of {results.columns}"
+        )
+    runs: dict[str, dict[str, Any]] = {}
+    if "best_proxy" in cfg.baselines:
+        runs["best_proxy"] = _best_proxy(cfg, layout, results)
+    for label, weights in _candidates(cfg, catalogue, layout).items():
+        mid = mixture_id(weights)
+        metrics = train_proxy(proxy, catalogue, weights, mid, layout.evaluate_run(label))
+        runs[label] = {
+            "mixture_id": mid,
+            "weights": weights,
+            "target_loss": float(metrics["metrics"][cfg.target]),
+            "trained": "trained now",
+        }
+    out: dict[str, Any] = {"target": cfg.target, "runs": runs}
+    if study.synthetic is not None:
+        hidden = dict(study.synthetic.hidden_weights)
+        out["hidden_weights"] = hidden
+        for r in runs.values():
+            r["l1_to_planted"] = l1_distance(r["weights"], hidden)
+    chosen = runs["chosen"]["target_loss"]
+    others = [v["target_loss"] for k, v in runs.items() if k != "chosen"]
+    out["chosen_beats_all"] = bool(all(chosen < v for v in others))
+    atomic_write_json(layout.evaluation, out)
+    return out
+
+
+def report(
+    study: StudyConfig, layout: RunLayout, catalogue: Catalogue | None = None
+) -> tuple[Path, Path]:
+    """``report``: the HTML report and its Markdown twin."""
+    from regmix_plugin.report import write_report
+
+    return write_report(layout, study.report, catalogue=catalogue)
