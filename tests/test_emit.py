@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import yaml
 
-from regmix_plugin import cli
-from regmix_plugin.config import load_study
+from regmix_plugin import cli, stages
 from regmix_plugin.domains import load_catalogue
-from regmix_plugin.emit import EmitConfig, emit_blends, emit_study
+from regmix_plugin.emit import EmitConfig, emit_blends
 from regmix_plugin.errors import ConfigError, DataError
-from regmix_plugin.mixtures import mixture_id, sample_study
+from regmix_plugin.mixtures import mixture_id
+from regmix_plugin.study import StudyConfig, load_study
 
 SPLIT = "80,20,0"  # tiny corpora: a test split of 0.1% would hold no document
 WEIGHTS = {"web": 0.5, "code": 0.3, "books": 0.0, "math": 0.2}
@@ -160,8 +160,13 @@ PARSERS = [
 
 @pytest.fixture
 def emitted(study, tmp_path):
-    result = emit_study(study, weights_path=_weights_file(tmp_path, WEIGHTS))
-    return result
+    return emit_study(study, weights_path=_weights_file(tmp_path, WEIGHTS))
+
+
+def emit_study(study: StudyConfig, weights_path: Path, out_dir: Path | None = None):
+    """The emit stage as ``regmix emit --weights`` runs it."""
+    out = out_dir or study.layout.blend_dir
+    return stages.emit(study, load_catalogue(study.domains), out, weights_path=weights_path)
 
 
 @pytest.fixture
@@ -169,7 +174,7 @@ def expected_blend(study):
     """WEIGHTS as a per-prefix blend, computed with megatron-core's own reader."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    data = Path(study["_config_dir"]) / "data"
+    data = study.config_dir / "data"
     members = {
         "web": ["web_a", "web_b"],
         "code": ["code"],
@@ -194,9 +199,9 @@ def _weights_file(tmp_path: Path, weights: dict) -> Path:
 
 
 def test_blend_and_files(study, emitted):
-    cat = load_catalogue(study)
+    cat = load_catalogue(study.domains)
     folder = emitted.out_dir
-    assert folder == Path(study["_config_dir"]) / "run" / "blend"
+    assert folder == study.config_dir / "run" / "blend"
     assert emitted.blend == cat.blend(WEIGHTS)
     assert all(p != cat.domain("books").prefixes[0] for p, _ in emitted.blend)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -223,17 +228,15 @@ def test_per_split_file_builds_with_blend_per_split(study, emitted, expected_ble
     per_split = [get_blend_from_list(doc[s]) for s in ("train", "valid", "test")]
     train, valid, test = build(blend_per_split=per_split)
     check_realised(train, expected_blend)
-    heldout = str(Path(study["_config_dir"]) / "data" / "heldout_text_document")
+    heldout = str(study.config_dir / "data" / "heldout_text_document")
     assert valid.dataset_path == heldout and test is None
 
 
 def test_epochs_and_the_over_cap_warning(study, tmp_path):
-    cat = load_catalogue(study)
+    cat = load_catalogue(study.domains)
     books = cat.domain("books")
     weights = {"web": 0.4, "code": 0.2, "books": 0.3, "math": 0.1}
-    result = emit_blends(
-        cat, weights, tmp_path / "out", EmitConfig(split=SPLIT), base_dir=study["_config_dir"]
-    )
+    result = emit_blends(cat, weights, tmp_path / "out", EmitConfig(split=SPLIT))
     epochs = {e.name: e.epochs for e in result.epochs}
     assert epochs["books"] == pytest.approx(0.3 * 12_000 / books.num_tokens)
     assert epochs["books"] > 1  # its cap
@@ -248,21 +251,17 @@ def test_epochs_and_the_over_cap_warning(study, tmp_path):
         weights,
         tmp_path / "out2",
         EmitConfig(split=SPLIT, num_tokens=24_000),
-        base_dir=study["_config_dir"],
     )
     assert {e.name: e.epochs for e in bigger.epochs}["books"] == pytest.approx(2 * epochs["books"])
 
 
 def test_a_split_part_left_without_documents_is_warned(study, tmp_path):
-    cat = load_catalogue(study)
-    base = study["_config_dir"]
-    clean = emit_blends(cat, WEIGHTS, tmp_path / "ok", EmitConfig(split=SPLIT), base_dir=base)
+    cat = load_catalogue(study.domains)
+    clean = emit_blends(cat, WEIGHTS, tmp_path / "ok", EmitConfig(split=SPLIT))
     assert not [w for w in clean.warnings if "split" in w]
     # Megatron's default split gives the test part 0.1% of each prefix's documents: none of
     # these 30-60-document prefixes has one. Books has weight 0 and is not in the blend.
-    result = emit_blends(
-        cat, WEIGHTS, tmp_path / "default", EmitConfig(split="969,30,1"), base_dir=base
-    )
+    result = emit_blends(cat, WEIGHTS, tmp_path / "default", EmitConfig(split="969,30,1"))
     flagged = sorted(w.split()[2].rsplit("/", 1)[-1] for w in result.warnings if "test part" in w)
     assert flagged == [f"{n}_text_document" for n in ("code", "math", "web_a", "web_b")]
     assert not [w for w in result.warnings if "validation part" in w]
@@ -270,7 +269,7 @@ def test_a_split_part_left_without_documents_is_warned(study, tmp_path):
 
 
 def test_only_the_chosen_formats_and_no_stale_files(study, emitted):
-    cat = load_catalogue(study)
+    cat = load_catalogue(study.domains)
     emit_blends(cat, WEIGHTS, emitted.out_dir, EmitConfig(formats=["nemo1"], split=SPLIT))
     names = sorted(p.name for p in emitted.out_dir.iterdir())
     assert names == ["blend_summary.txt", "manifest.json", "nemo1_data.yaml", "weights.yaml"]
@@ -291,10 +290,11 @@ def test_bad_weights_write_nothing(study, tmp_path, weights, message):
 
 
 def test_missing_validation_prefix_writes_nothing(study, tmp_path):
-    cat = load_catalogue(study)
-    config = EmitConfig(split=SPLIT, valid_data_path=["data/nowhere_text_document"])
+    cat = load_catalogue(study.domains)
+    nowhere = str(study.config_dir / "data" / "nowhere_text_document")
+    config = EmitConfig(split=SPLIT, valid_data_path=[nowhere])
     with pytest.raises(DataError, match=r"emit\.valid_data_path"):
-        emit_blends(cat, WEIGHTS, tmp_path / "o", config, base_dir=study["_config_dir"])
+        emit_blends(cat, WEIGHTS, tmp_path / "o", config)
     assert not (tmp_path / "o").exists()
 
 
@@ -302,19 +302,20 @@ def test_missing_validation_prefix_writes_nothing(study, tmp_path):
     ("section", "message"),
     [
         ({"formats": ["megatron_lm", "deepspeed"]}, "unknown"),
-        ({"split": "80/20"}, "split string"),
+        ({"split": "80;20"}, "split string"),
         ({"num_tokens": 0}, "num_tokens"),
     ],
 )
 def test_bad_emit_section(study, tmp_path, section, message):
-    bad = {**study, "emit": section}
+    overrides = [f"emit.{k}={json.dumps(v)}" for k, v in section.items()]
     with pytest.raises(ConfigError, match=message):
-        emit_study(bad, weights_path=_weights_file(tmp_path, WEIGHTS))
+        load_study(study.config_path, overrides)
 
 
 def test_cli_emit_from_a_sampled_row_and_from_weights(study, tmp_path, capsys):
-    config = str(Path(study["_config_dir"]) / "study.yaml")
-    table = sample_study(study)
+    config = str(study.config_path)
+    stages.sample(study, study.layout, load_catalogue(study.domains))
+    table = study.layout.mixtures
     first_id = table.read_text().splitlines()[1].split(",")[0]
     assert cli.main(["emit", config, "--mixture", first_id]) == 0
     out = capsys.readouterr().out

@@ -12,25 +12,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regmix_plugin import cli
-from regmix_plugin.config import from_dict, load_study
+from regmix_plugin import stages
+from regmix_plugin.config import from_dict
 from regmix_plugin.domains import load_catalogue
+from regmix_plugin.layout import RunLayout
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
 from regmix_plugin.mixtures import (
     SampleConfig,
-    _dirichlet_block,
     _round_to_grid,
     load_weights_yaml,
     mixture_id,
     read_mixtures,
     sample_mixtures,
-    sample_study,
 )
+from regmix_plugin.simplex import dirichlet_mixed_strengths
+from regmix_plugin.study import StudyConfig, load_study
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_MIXTURES = REPO / "benchmarks" / "data" / "regmix_paper" / "train_mixture_1m.csv"
 
 
-def planning_study(tmp_path: Path, tokens: dict[str, int], budget: int, **sections) -> dict:
+def planning_study(tmp_path: Path, tokens: dict[str, int], budget: int, **sections) -> StudyConfig:
     """A study over planning domains (num_tokens, no files)."""
     domains = {
         "num_target_tokens": budget,
@@ -44,7 +46,7 @@ def planning_study(tmp_path: Path, tokens: dict[str, int], budget: int, **sectio
 
 def sample(tmp_path, tokens, budget, domains_extra=None, **sample_kw):
     study = planning_study(tmp_path, tokens, budget, domains_extra=domains_extra or {})
-    return sample_mixtures(load_catalogue(study), SampleConfig(**sample_kw))
+    return sample_mixtures(load_catalogue(study.domains), SampleConfig(**sample_kw))
 
 
 TOKENS = {"web": 6000, "code": 2500, "books": 1000, "math": 500}
@@ -65,7 +67,7 @@ def test_dirichlet_block_has_the_right_moments():
     rng = np.random.default_rng(0)
     p = np.array([0.6, 0.25, 0.1, 0.05])
     for s in (0.05, 1.0, 50.0):
-        w = _dirichlet_block(rng, p, np.array([s]), 40_000)
+        w = dirichlet_mixed_strengths(rng, p, np.array([s]), 40_000)
         assert np.all(np.isfinite(w)) and np.allclose(w.sum(axis=1), 1.0)
         var = p * (1 - p) / (s + 1)
         np.testing.assert_allclose(w.mean(axis=0), p, atol=5 * np.sqrt(var.max() / 40_000))
@@ -134,14 +136,16 @@ def test_temperature_and_strength_steer_the_mixtures(tmp_path):
 def test_the_pile_with_the_papers_settings(tmp_path):
     """512 mixtures with the paper's settings: all under 15 x the token share; reproducible."""
     study = load_study(REPO / "configs" / "pile.yaml")
-    first = sample_study(study, tmp_path / "one")
-    second = sample_study(study, tmp_path / "two")
-    assert first.read_bytes() == second.read_bytes()
+    cat = stages.build_catalogue(study)
+    one, two = RunLayout(tmp_path / "one"), RunLayout(tmp_path / "two")
+    stages.sample(study, one, cat)
+    stages.sample(study, two, cat)
+    first = one.mixtures
+    assert first.read_bytes() == two.mixtures.read_bytes()
     assert (tmp_path / "one" / "mixtures_summary.json").read_bytes() == (
         tmp_path / "two" / "mixtures_summary.json"
     ).read_bytes()
     mix = read_mixtures(first)
-    cat = load_catalogue(study)
     assert len(mix) == 512 and mix.names == cat.names
     shares = cat.token_shares()
     assert np.all(mix.weights <= 15 * shares + 1e-12)

@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 import yaml
 
+from regmix_plugin import stages
 from regmix_plugin.cli import main
-from regmix_plugin.config import from_dict, load_study
+from regmix_plugin.config import from_dict
+from regmix_plugin.domains import load_catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
+from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import load_weights_yaml
 from regmix_plugin.optimize import (
     OptimizeConfig,
     dirichlet,
     optimize,
-    optimize_study,
     write_weights_yaml,
 )
 from regmix_plugin.regression import FitConfig, FittedModel, fit, load_model
+from regmix_plugin.study import load_study
 from regmix_plugin.tables import Table, write_table
 
 DOMAINS = ["web", "code", "books", "math"]
@@ -195,13 +198,7 @@ def test_study_uses_catalogue_caps_and_observed_baseline(tmp_path: Path) -> None
     )
     # books: 200k tokens, at most 1 epoch of a 1M-token run -> weight <= 0.2.
     study = load_study(_study(tmp_path, caps=", max_epochs: 1"))
-    result = optimize_study(
-        study,
-        model_dir=tmp_path / "model",
-        out=tmp_path / "weights.yaml",
-        results_path=tmp_path / "results.csv",
-        mixtures_path=tmp_path / "mixtures.csv",
-    )
+    result = stages.optimize(study, RunLayout(tmp_path), load_catalogue(study.domains))
     assert result.weights["books"] <= 0.2 + 1e-12 and result.weights["web"] <= 0.45 + 1e-12
     assert result.upper["books"] == pytest.approx(0.2)
     best = result.baselines["best_observed"]
