@@ -30,6 +30,7 @@ import numpy as np
 from regmix_plugin.config import from_dict, to_dict
 from regmix_plugin.errors import ConfigError, DataError
 from regmix_plugin.io import atomic_write_json
+from regmix_plugin.layout import MODEL_METADATA_FILE
 from regmix_plugin.regression.regressors import (
     REGRESSORS,
     Regressor,
@@ -75,11 +76,6 @@ class FitConfig:
             raise ValueError(f"num_folds must be >= 2, got {self.num_folds}")
         if len(set(self.targets)) != len(self.targets):
             raise ValueError(f"targets lists a column twice: {self.targets}")
-
-    @classmethod
-    def from_study(cls, study: dict[str, Any]) -> FitConfig:
-        """The ``fit`` section of a study config (``regmix_plugin.config.load_study``)."""
-        return from_dict(cls, study.get("fit"), "fit")
 
 
 @dataclass(frozen=True)
@@ -373,7 +369,7 @@ def fit(
             },
             "skipped": skipped,
         }
-        atomic_write_json(tmp / "metadata.json", meta)
+        atomic_write_json(tmp / MODEL_METADATA_FILE, meta)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -441,7 +437,7 @@ class FittedModel:
 def load_model(path: str | Path) -> FittedModel:
     """Load a model folder written by :func:`fit`."""
     p = Path(path)
-    meta_path = p / "metadata.json"
+    meta_path = p / MODEL_METADATA_FILE
     if not meta_path.is_file():
         raise DataError(f"{str(p)!r} is not a model folder (no metadata.json); run `regmix fit`")
     try:

@@ -42,6 +42,7 @@ from regmix_plugin.layout import (
     DONE_FILE,
     LOCK_FILE,
     LOG_FILE,
+    MIXTURES_FILE,
     SUBMITTED_FILE,
     SWEEP_FILE,
     RunLayout,
@@ -227,8 +228,8 @@ def sweep_mixture_ids(sweep_dir: str | os.PathLike[str]) -> list[str]:
 
     sd = Path(sweep_dir)
     ids: list[str] = []
-    if (sd / "mixtures.csv").is_file():
-        ids = list(read_table(sd / "mixtures.csv").ids)
+    if (sd / MIXTURES_FILE).is_file():
+        ids = list(read_table(sd / MIXTURES_FILE).ids)
     if runs_dir(sd).is_dir():
         known = set(ids)
         ids += sorted(p.name for p in runs_dir(sd).iterdir() if p.is_dir() and p.name not in known)
