@@ -203,7 +203,9 @@ def bench_models(cfg: ProxyConfig, args: argparse.Namespace) -> dict[str, Any]:
 def bench_train_proxy(cfg_section: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Tokens per second of the whole ``train_proxy`` on a real corpus written to a temp dir."""
     from regmix_plugin.corpus import write_indexed_dataset
+    from regmix_plugin.domains import load_catalogue
     from regmix_plugin.proxy.train import train_proxy
+    from regmix_plugin.study import study_from_dict
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,11 +231,15 @@ def bench_train_proxy(cfg_section: dict[str, Any], args: argparse.Namespace) -> 
                 "checkpoint_interval": 0,
                 "keep_checkpoint": False,
             },
-            "_config_dir": tmp,
         }
+        typed = study_from_dict(study, Path(tmp) / "study.yaml")
+        catalogue = load_catalogue(typed.require("domains"))
+        weights = {"a": 0.5, "b": 0.3, "c": 0.2}
         runs = []
         for r in range(args.repeats):
-            m = train_proxy(study, {"a": 0.5, "b": 0.3, "c": 0.2}, f"bench{r}", Path(tmp) / str(r))
+            m = train_proxy(
+                typed.require("proxy"), catalogue, weights, f"bench{r}", Path(tmp) / str(r)
+            )
             runs.append(m["tokens_per_second"])
         return {"train_proxy_tokens_per_s": statistics.median(runs), "runs": runs}
 

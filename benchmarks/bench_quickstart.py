@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import subprocess
 import sys
@@ -51,10 +52,11 @@ def main() -> int:
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         return 1
-    rows = []
-    for marker in sorted((run_dir / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
-        data = json.loads(marker.read_text())
-        rows.append((data["stage"], float(data["seconds"])))
+    # Timings are in the console output ("<stage> done in S s"), never in the artifacts.
+    rows = [
+        (m.group(1), float(m.group(2)))
+        for m in re.finditer(r"^(\w+)\s+done in ([0-9.]+) s$", proc.stdout, re.MULTILINE)
+    ]
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
     load = os.getloadavg()[0]
     print(f"quickstart on {os.cpu_count()} cores (load average at the end {load:.1f})\n")

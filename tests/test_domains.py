@@ -13,9 +13,9 @@ import yaml
 
 from regmix_plugin import cli
 from regmix_plugin.domains import format_catalogue, load_catalogue
+from regmix_plugin.errors import ConfigError, DataError
 from regmix_plugin.indexed import read_index_counts
 from regmix_plugin.study import StudyConfig, load_study
-from regmix_plugin.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_SHARES = {

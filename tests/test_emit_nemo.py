@@ -17,8 +17,8 @@ import pytest
 import yaml
 from _requirements import REPO_ROOT, require_nemo_python
 
-from regmix_plugin.config import load_study
-from regmix_plugin.emit import emit_study
+from regmix_plugin import stages
+from regmix_plugin.study import load_study
 
 CHECK_SCRIPT = REPO_ROOT / "tests" / "nemo" / "check_pretraining_data.py"
 
@@ -43,7 +43,9 @@ def test_nemo2_pretraining_data_module_reads_the_weights_back(tmp_path, make_cor
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
     weights = tmp_path / "weights.yaml"
     weights.write_text(yaml.safe_dump({"weights": {"web": 0.55, "code": 0.45, "books": 0.0}}))
-    result = emit_study(load_study(tmp_path / "study.yaml"), weights_path=weights)
+    study = load_study(tmp_path / "study.yaml")
+    catalogue = stages.build_catalogue(study)
+    result = stages.emit(study, catalogue, study.layout.blend_dir, weights_path=weights)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run(

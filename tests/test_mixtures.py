@@ -11,12 +11,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regmix_plugin import cli
-from regmix_plugin import stages
+from regmix_plugin import cli, stages
 from regmix_plugin.config import from_dict
 from regmix_plugin.domains import load_catalogue
-from regmix_plugin.layout import RunLayout
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
+from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
     SampleConfig,
     _round_to_grid,

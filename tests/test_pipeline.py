@@ -22,7 +22,8 @@ import yaml
 from _requirements import require_or_skip
 
 from regmix_plugin.errors import ConfigError
-from regmix_plugin.pipeline import STAGES, run_pipeline
+from regmix_plugin.pipeline import STAGES, plan_run, run_pipeline
+from regmix_plugin.study import load_study
 
 pytestmark = pytest.mark.slow
 
@@ -156,10 +157,14 @@ def test_evaluation_compares_chosen_with_baselines(study_run: dict) -> None:
 def test_dry_run_prints_plan_and_writes_nothing(study_run: dict, tmp_path: Path) -> None:
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump({**STUDY, "run_dir": "fresh"}, sort_keys=False))
-    outcome = run_pipeline(config, dry_run=True)
-    assert set(outcome.values()) == {"would run"}
+    assert set(plan_run(load_study(config)).states.values()) == {"would run"}
+    proc = _regmix("run", str(config), "--dry-run", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    assert "# stages" in out and "would run" in out
     assert not (tmp_path / "fresh").exists()
-    assert set(run_pipeline(study_run["config"], dry_run=True).values()) == {"done, would skip"}
+    states = plan_run(load_study(study_run["config"])).states
+    assert set(states.values()) == {"done, would skip"}
     # The resolved config beside the outputs has every default filled in.
     resolved = yaml.safe_load((study_run["run_dir"] / "config.resolved.yaml").read_text())
     assert resolved["proxy"]["num_tokens"] == STUDY["proxy"]["num_tokens"]
@@ -169,8 +174,8 @@ def test_dry_run_prints_plan_and_writes_nothing(study_run: dict, tmp_path: Path)
 
 def test_stage_range_is_checked(study_run: dict) -> None:
     with pytest.raises(ConfigError, match="comes after"):
-        run_pipeline(study_run["config"], start="fit", stop="sample")
-    outcome = run_pipeline(study_run["config"], start="fit", stop="optimize")
+        run_pipeline(load_study(study_run["config"]), start="fit", stop="sample")
+    outcome = run_pipeline(load_study(study_run["config"]), start="fit", stop="optimize")
     assert outcome == {"fit": "skipped", "optimize": "skipped"}
 
 

@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 
 from regmix_plugin.corpus import write_indexed_dataset
+from regmix_plugin.domains import load_catalogue
+from regmix_plugin.proxy.train import train_proxy
+from regmix_plugin.study import StudyConfig, study_from_dict
 
 VOCAB = 96
 NUM_BANDS = 3
@@ -57,5 +60,23 @@ def study_dict(prefixes: dict[str, str], config_dir: Path, **proxy: Any) -> dict
             "entries": [{"name": n, "prefixes": [p]} for n, p in prefixes.items()],
         },
         "proxy": section,
-        "_config_dir": str(config_dir),
     }
+
+
+def as_study(study: dict[str, Any] | StudyConfig, config_dir: Path | None = None) -> StudyConfig:
+    """A study dict (relative paths relative to ``config_dir``, default: its run_dir's parent)
+    as the typed study ``regmix`` builds from a YAML file."""
+    if isinstance(study, StudyConfig):
+        return study
+    base = config_dir or Path(study["run_dir"]).parent
+    return study_from_dict(study, base / "study.yaml")
+
+
+def train(
+    study: dict[str, Any] | StudyConfig, weights: dict[str, float], mixture_id: str, out: Path
+) -> dict[str, Any]:
+    """Train one proxy of a study, as ``regmix train-proxy`` does."""
+    s = as_study(study)
+    return train_proxy(
+        s.require("proxy"), load_catalogue(s.require("domains")), weights, mixture_id, out
+    )

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from proxy_corpus import study_dict
+from proxy_corpus import study_dict, train
 
 from regmix_plugin.cli import main
-from regmix_plugin.config import load_study
 from regmix_plugin.mixtures import mixture_id
-from regmix_plugin.proxy.train import CHECKPOINT_FILE, METRICS_FILE, train_proxy
+from regmix_plugin.proxy.train import CHECKPOINT_FILE, METRICS_FILE
+from regmix_plugin.study import load_study
 from regmix_plugin.tables import Table, write_table
 
 MIX = {"a": 0.5, "b": 0.25, "c": 0.25}
@@ -27,7 +27,6 @@ MIX = {"a": 0.5, "b": 0.25, "c": 0.25}
 def write_config(folder: Path, band_corpus: dict[str, str], **proxy) -> Path:
     """A study YAML and ``<run_dir>/mixtures.csv`` holding the row ``m1`` = ``MIX``."""
     study = study_dict(band_corpus, folder, **proxy)
-    study.pop("_config_dir")
     study["run_dir"] = "run"
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(study))
@@ -88,9 +87,9 @@ def test_killed_run_resumes_where_it_stopped(band_corpus, tmp_path: Path) -> Non
     assert not (out / METRICS_FILE).exists(), "the run finished before it could be killed"
 
     study = load_study(config)
-    resumed = train_proxy(study, MIX, "m1", out)
+    resumed = train(study, MIX, "m1", out)
     assert 5 <= resumed["resumed_from_step"] < resumed["num_steps"]
-    whole = train_proxy(study, MIX, "m1", tmp_path / "whole")
+    whole = train(study, MIX, "m1", tmp_path / "whole")
     assert whole["resumed_from_step"] == 0
     assert resumed["metrics"] == pytest.approx(whole["metrics"], rel=1e-5)
     assert [s for s, _ in resumed["train_loss"]] == [s for s, _ in whole["train_loss"]]
@@ -125,7 +124,7 @@ def test_torchrun_data_parallel_on_gloo(band_corpus, tmp_path: Path) -> None:
     ddp = json.loads((out / METRICS_FILE).read_text())
     assert ddp["world_size"] == 2
     assert sum(ddp["realised_tokens"].values()) == ddp["num_tokens_trained"]
-    single = train_proxy(load_study(config), MIX, "m1", tmp_path / "single")
+    single = train(load_study(config), MIX, "m1", tmp_path / "single")
     assert ddp["realised_tokens"] == single["realised_tokens"]
     # Two ranks of 8 samples average to the same gradient as one rank of 16.
     assert ddp["metrics"] == pytest.approx(single["metrics"], rel=1e-3)

@@ -8,8 +8,9 @@ import pytest
 
 from regmix_plugin.config import from_dict
 from regmix_plugin.errors import ConfigError
-from regmix_plugin.proxy.config import ProxyConfig, parse_split, proxy_config
+from regmix_plugin.proxy.config import ProxyConfig, parse_split
 from regmix_plugin.proxy.presets import PRESETS, resolve_preset
+from regmix_plugin.study import study_from_dict
 
 
 def test_paper_presets_have_the_paper_shapes() -> None:
@@ -69,14 +70,20 @@ def test_bad_sections_fail_with_the_key(section: dict, needle: str) -> None:
     assert "proxy" in str(info.value)
 
 
-def test_missing_section_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="no 'proxy' section"):
-        proxy_config({"domains": {}})
+def test_missing_section_is_an_error(tmp_path) -> None:
+    study = study_from_dict({"run_dir": "run"}, tmp_path / "study.yaml")
+    with pytest.raises(ConfigError, match="no `proxy`; add a `proxy` section"):
+        study.require("proxy")
 
 
 def test_split_and_step_arithmetic() -> None:
     assert parse_split("98,2,0") == pytest.approx((0.98, 0.02, 0.0))
     assert parse_split("9,1") == pytest.approx((0.9, 0.1, 0.0))
+    assert parse_split("9/1") == parse_split("9,1")  # Megatron's grammar: ',' or '/'
+    with pytest.raises(ValueError, match="no validation part"):
+        parse_split("100,0,0")
+    with pytest.raises(ValueError, match="not a Megatron split string"):
+        parse_split("9;1")
     cfg = from_dict(
         ProxyConfig,
         {

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from proxy_corpus import study_dict
+from proxy_corpus import study_dict, train
 
 from regmix_plugin.config import from_dict
 from regmix_plugin.corpus import write_indexed_dataset
 from regmix_plugin.errors import ConfigError, DataError
 from regmix_plugin.proxy.config import ProxyConfig
-from regmix_plugin.proxy.train import METRICS_FILE, train_proxy
+from regmix_plugin.proxy.train import METRICS_FILE
 
 MIX = {"a": 0.6, "b": 0.3, "c": 0.1}
 
@@ -36,7 +36,7 @@ def trained(band_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     study = study_dict(band_corpus, root, targets={"band_a": [band_corpus["a"]]})
     out = root / "out"
-    return study, train_proxy(study, MIX, "mix-1", out), out
+    return study, train(study, MIX, "mix-1", out), out
 
 
 def test_metrics_json_has_the_contract(trained) -> None:
@@ -97,7 +97,7 @@ def test_torch_distributed_and_patches_are_torn_down(trained) -> None:
 def test_same_seed_gives_the_same_losses(trained, tmp_path: Path) -> None:
     study, metrics, _ = trained
     hook = sys.excepthook
-    again = train_proxy(study, MIX, "mix-1", tmp_path / "again")
+    again = train(study, MIX, "mix-1", tmp_path / "again")
     assert sys.excepthook is hook  # torch's "[rank0]: " excepthook wrapper does not pile up
     assert again["metrics"] == metrics["metrics"]
     assert again["train_loss"] == metrics["train_loss"]
@@ -106,7 +106,7 @@ def test_same_seed_gives_the_same_losses(trained, tmp_path: Path) -> None:
 
 def test_more_weight_lowers_that_domains_loss(trained, tmp_path: Path) -> None:
     study, metrics, _ = trained  # a: 0.6, b: 0.3, c: 0.1
-    light_a = train_proxy(study, {"a": 0.05, "b": 0.35, "c": 0.6}, "light", tmp_path / "light")
+    light_a = train(study, {"a": 0.05, "b": 0.35, "c": 0.6}, "light", tmp_path / "light")
     assert metrics["metrics"]["val_loss/a"] < light_a["metrics"]["val_loss/a"]
     assert metrics["metrics"]["val_loss/c"] > light_a["metrics"]["val_loss/c"]
 
@@ -115,7 +115,7 @@ def test_rerun_with_complete_metrics_does_nothing(trained) -> None:
     study, _, out = trained
     path = out / METRICS_FILE
     before = path.stat().st_mtime_ns
-    again = train_proxy(study, MIX, "mix-1", out)
+    again = train(study, MIX, "mix-1", out)
     assert again == json.loads(path.read_text())
     assert path.stat().st_mtime_ns == before
 
@@ -125,7 +125,7 @@ def test_changed_config_retrains(trained, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     changed = copy_study(study, seed=7)
-    again = train_proxy(changed, MIX, "mix-1", copy)
+    again = train(changed, MIX, "mix-1", copy)
     assert again["fingerprint"] != metrics["fingerprint"]
     assert again["resumed_from_step"] == 0  # the old checkpoint belongs to the old config
     assert again["metrics"] != metrics["metrics"]
@@ -149,9 +149,9 @@ def test_preset_parameter_count_matches_the_megatron_model() -> None:
 def test_mixture_with_an_unknown_domain(make_study, tmp_path: Path) -> None:
     study = make_study()
     with pytest.raises(DataError, match=r"unknown domain\(s\) \['d'\]"):
-        train_proxy(study, {"a": 0.5, "d": 0.5}, "x", tmp_path / "x")
+        train(study, {"a": 0.5, "d": 0.5}, "x", tmp_path / "x")
     with pytest.raises(DataError, match="sum to"):
-        train_proxy(study, {"a": 0.5, "b": 0.3, "c": 0.1}, "x", tmp_path / "x")
+        train(study, {"a": 0.5, "b": 0.3, "c": 0.1}, "x", tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
@@ -161,13 +161,13 @@ def test_domain_with_no_tokens(make_study, tmp_path: Path) -> None:
     write_indexed_dataset(empty, [])
     study["domains"]["entries"].append({"name": "empty", "prefixes": [str(empty)]})
     with pytest.raises(DataError, match=r"'empty'.*no tokens"):
-        train_proxy(study, {**MIX, "empty": 0.0}, "x", tmp_path / "x")
+        train(study, {**MIX, "empty": 0.0}, "x", tmp_path / "x")
 
 
 def test_domain_with_no_validation_split(make_study, tmp_path: Path) -> None:
     study = make_study(docs={"a": 200, "b": 200, "c": 2})
     with pytest.raises(DataError) as info:
-        train_proxy(study, MIX, "x", tmp_path / "x")
+        train(study, MIX, "x", tmp_path / "x")
     message = str(info.value)
     assert "domain 'c' has no validation split" in message and "proxy.split" in message
     assert not dist.is_initialized()
@@ -176,7 +176,7 @@ def test_domain_with_no_validation_split(make_study, tmp_path: Path) -> None:
 def test_validation_split_smaller_than_num_eval_tokens(make_study, tmp_path: Path) -> None:
     study = make_study(num_eval_tokens=10**6)
     with pytest.raises(DataError, match=r"proxy\.num_eval_tokens = 1000000"):
-        train_proxy(study, MIX, "x", tmp_path / "x")
+        train(study, MIX, "x", tmp_path / "x")
 
 
 def test_sequence_length_the_data_cannot_fill(make_study, tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_sequence_length_the_data_cannot_fill(make_study, tmp_path: Path) -> Non
         split="60,40,0",
     )
     with pytest.raises(DataError) as info:
-        train_proxy(study, MIX, "x", tmp_path / "x")
+        train(study, MIX, "x", tmp_path / "x")
     message = str(info.value)
     assert "domain 'c'" in message and "proxy.seq_length" in message
 
@@ -196,14 +196,14 @@ def test_sequence_length_the_data_cannot_fill(make_study, tmp_path: Path) -> Non
 def test_token_ids_above_the_vocabulary(make_study, tmp_path: Path) -> None:
     study = make_study(vocab_size=40)
     with pytest.raises(DataError, match=r"proxy\.vocab_size is 40"):
-        train_proxy(study, MIX, "x", tmp_path / "x")
+        train(study, MIX, "x", tmp_path / "x")
     assert not (tmp_path / "x" / METRICS_FILE).exists()
 
 
 def test_preset_that_does_not_exist(make_study, tmp_path: Path) -> None:
     study = make_study(preset="huge")
     with pytest.raises(ConfigError, match=r"proxy\.preset 'huge' does not exist"):
-        train_proxy(study, MIX, "x", tmp_path / "x")
+        train(study, MIX, "x", tmp_path / "x")
 
 
 def test_damaged_checkpoint_names_the_file(band_corpus, tmp_path: Path) -> None:
@@ -214,6 +214,6 @@ def test_damaged_checkpoint_names_the_file(band_corpus, tmp_path: Path) -> None:
     leftover = folder / ".state.pt.x1y2.tmp"  # what a killed atomic write leaves
     leftover.write_bytes(b"partial")
     with pytest.raises(DataError, match=r"state\.pt cannot be read .*delete it"):
-        train_proxy(study, MIX, "mix-1", tmp_path / "out")
+        train(study, MIX, "mix-1", tmp_path / "out")
     assert not leftover.exists()
     assert not dist.is_initialized()

@@ -10,7 +10,9 @@ from typing import Any
 
 import yaml
 
+from regmix_plugin import stages
 from regmix_plugin.mixtures import mixture_id
+from regmix_plugin.study import load_study
 
 HERE = Path(__file__).resolve().parent
 FAKE_PROXY = HERE / "fake_proxy.py"
@@ -97,3 +99,9 @@ class SweepFixture:
             return len(fake.read_text().split())
         log = folder / "train.log"
         return log.read_text().count("==== regmix attempt") if log.is_file() else 0
+
+
+def run_sweep(config: Path, *, force_mix: bool = False) -> Any:
+    """The sweep stage of a study file, as ``regmix sweep CONFIG`` runs it."""
+    study = load_study(config)
+    return stages.sweep(study, study.layout, stages.build_catalogue(study), force_mix=force_mix)

@@ -11,7 +11,7 @@ import pytest
 from regmix_plugin.cli import main
 from regmix_plugin.config import from_dict
 from regmix_plugin.errors import ConfigError, DataError
-from regmix_plugin.sweep import collect_runs
+from regmix_plugin.sweep.collect import collect_runs
 from regmix_plugin.sweep.config import CollectSettings
 from regmix_plugin.sweep.parsers import parse_megatron_log
 from regmix_plugin.tables import read_table

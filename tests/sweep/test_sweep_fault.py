@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sweep_helpers import fake_command
 
-from regmix_plugin.sweep import sweep_status
+from regmix_plugin.sweep.registry import sweep_status
 
 NUM_CYCLES = 5
 

@@ -6,11 +6,12 @@ import json
 import math
 
 import pytest
-from sweep_helpers import DOMAINS, TINY_PROXY, fake_command
+from sweep_helpers import DOMAINS, TINY_PROXY, fake_command, run_sweep
 
 from regmix_plugin.cli import main
 from regmix_plugin.errors import ConfigError, DataError
-from regmix_plugin.sweep import collect_runs, run_sweep, sweep_status
+from regmix_plugin.sweep.collect import collect_runs
+from regmix_plugin.sweep.registry import sweep_status
 from regmix_plugin.tables import read_table
 
 
@@ -31,7 +32,7 @@ def test_sweep_completes_and_rerun_skips_finished_runs(make_sweep) -> None:
     assert result.ok and sorted(result.launched) == sorted(s.ids)
     for mid in s.ids:
         folder = s.sweep_dir / "runs" / mid
-        for name in ("blend.yaml", "config.yaml", "train.log", "metrics.json", "DONE"):
+        for name in ("blend.yaml", "train.log", "metrics.json", "DONE"):
             assert (folder / name).is_file(), (mid, name)
         # DONE is written last: after metrics.json
         assert (folder / "DONE").stat().st_mtime_ns >= (folder / "metrics.json").stat().st_mtime_ns

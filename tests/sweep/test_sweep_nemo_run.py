@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sweep_helpers import fake_command
+from sweep_helpers import fake_command, run_sweep
 
 from regmix_plugin.cli import main
-from regmix_plugin.sweep import run_sweep, sweep_status
+from regmix_plugin.sweep.registry import sweep_status
 
 
 def _nemo(**over):

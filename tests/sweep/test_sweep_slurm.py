@@ -7,12 +7,13 @@ import math
 import stat
 
 import pytest
-from sweep_helpers import DOMAINS, fake_command
+from sweep_helpers import DOMAINS, fake_command, run_sweep
 
 from regmix_plugin.cli import main
 from regmix_plugin.errors import LaunchError
-from regmix_plugin.sweep import collect_runs, run_sweep, sweep_status
+from regmix_plugin.sweep.collect import collect_runs
 from regmix_plugin.sweep.launchers.slurm import JOBS_FILE
+from regmix_plugin.sweep.registry import sweep_status
 
 pytestmark = pytest.mark.requires_slurm
 
