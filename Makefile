@@ -63,6 +63,7 @@ check: setup
 	$(BIN)/ruff check regmix_plugin tests benchmarks
 	$(BIN)/ruff format --check regmix_plugin tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix regmix_plugin tests benchmarks

@@ -24,6 +24,7 @@ file names are defined in :mod:`regmix_plugin.layout`.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import fcntl
 import json
@@ -223,13 +224,17 @@ class SweepStatus:
 
 
 def sweep_mixture_ids(sweep_dir: str | os.PathLike[str]) -> list[str]:
-    """The mixture ids of a sweep, from its ``mixtures.csv`` (plus any extra run folders)."""
-    from regmix_plugin.tables import read_table
+    """The mixture ids of a sweep, from its ``mixtures.csv`` (plus any extra run folders).
 
+    Only the id column is read (with the csv module: this module stays free of numpy, for the
+    worker's start-up).
+    """
     sd = Path(sweep_dir)
     ids: list[str] = []
     if (sd / MIXTURES_FILE).is_file():
-        ids = list(read_table(sd / MIXTURES_FILE).ids)
+        with (sd / MIXTURES_FILE).open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        ids = [r[0].strip() for r in rows[1:] if r and r[0].strip()]
     if runs_dir(sd).is_dir():
         known = set(ids)
         ids += sorted(p.name for p in runs_dir(sd).iterdir() if p.is_dir() and p.name not in known)
