@@ -13,7 +13,6 @@ weights are the answer. Everything is written as real ``.bin/.idx`` files by meg
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 from regmix_plugin.config import to_dict
 from regmix_plugin.corpus import write_indexed_dataset
 from regmix_plugin.errors import ConfigError
+from regmix_plugin.fingerprint import fingerprint as content_fingerprint
 from regmix_plugin.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ def _documents(
 
 def fingerprint(cfg: SyntheticConfig) -> str:
     """Hash of the settings and the generator version: identical corpora have identical prints."""
-    blob = json.dumps({"v": GENERATOR_VERSION, **to_dict(cfg)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_fingerprint({"v": GENERATOR_VERSION, **to_dict(cfg)})
 
 
 def generate(cfg: SyntheticConfig, base_dir: str | Path) -> SyntheticCorpus:
