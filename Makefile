@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 # later requirement can swap torch for a CUDA build.
 $(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip 'setuptools>=77'
 	$(PIP) install -q -c $(CONSTRAINTS) torch
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,nemo-run]'
 	touch $@

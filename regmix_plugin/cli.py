@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
+from regmix_plugin.commands import configure_logging
 from regmix_plugin.errors import RegMixError
 
 _STAGES = "regmix_plugin.commands.study_stages"
@@ -38,12 +38,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: Commands whose console is a log (the sweep worker sends a proxy's output to its train.log).
+CHATTY = frozenset({"train-proxy"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; subcommand arguments are added only for the chosen subcommand."""
     parser = argparse.ArgumentParser(
         prog="regmix", description="RegMix data-mixture search for Megatron-LM and NeMo."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every log line on the console (libraries' too), at DEBUG level",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, _, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -59,11 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_help()
         return 2
     module_name, verb, help_text = COMMANDS[known.command]
-    logging.basicConfig(
-        level=logging.DEBUG if known.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(verbose=known.verbose, chatty=known.command in CHATTY)
     try:
         module = importlib.import_module(module_name)
         sub = argparse.ArgumentParser(prog=f"regmix {known.command}", description=help_text)

@@ -199,6 +199,11 @@ class RunLayout:
         """The run's log files."""
         return self.root / "logs"
 
+    @property
+    def run_log(self) -> Path:
+        """The log of ``regmix run`` / ``regmix sweep``: every library's lines, timings."""
+        return self.logs_dir / "regmix.log"
+
 
 def missing_file(results: Path) -> Path:
     """The missing-runs file beside a results table."""

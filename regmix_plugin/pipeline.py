@@ -130,7 +130,7 @@ def _emit(ctx: Context) -> dict[str, Any]:
 
 
 def _evaluate(ctx: Context) -> dict[str, Any]:
-    out = stages.evaluate(ctx.study, ctx.layout, ctx.catalogue)
+    out = stages.evaluate(ctx.study, ctx.layout, ctx.catalogue, progress=ctx.progress)
     return {"chosen_beats_all": out["chosen_beats_all"]}
 
 
@@ -278,7 +278,8 @@ def run_pipeline(
 ) -> dict[str, str]:
     """Run the study's stages in order; return ``{stage: "done" | "skipped"}``.
 
-    ``progress`` receives the sweep's status while it runs; ``on_stage(name, state, seconds)``
+    ``progress`` receives the sweep's status while it runs and a ``stages.ProxyProgress`` per
+    proxy of the stages that train proxies in this process; ``on_stage(name, state, seconds)``
     is called after each stage (``state`` ``done`` or ``skipped``).
     """
     selected = select_stages(study, start, stop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,22 @@ from regmix_plugin.tables import Table, check_weights_table, read_table
 log = logging.getLogger(__name__)
 
 Progress = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class ProxyProgress:
+    """Progress of a stage that trains proxies one after the other in this process."""
+
+    stage: str
+    """The stage (``evaluate``)."""
+    num_done: int
+    """Proxies finished."""
+    num_total: int
+    """Proxies the stage trains."""
+    label: str
+    """The proxy that just finished or is starting."""
+    starting: bool = False
+    """True when the proxy ``label`` is starting, False when it finished."""
 
 
 # -- data and catalogue ----------------------------------------------------------------------------
@@ -266,9 +283,16 @@ def _best_proxy(cfg: EvaluateConfig, layout: RunLayout, results: Table) -> dict[
     }
 
 
-def evaluate(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> dict[str, Any]:
+def evaluate(
+    study: StudyConfig,
+    layout: RunLayout,
+    catalogue: Catalogue,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """``evaluate``: train proxies on the chosen mixture and the baselines; compare their
-    measured target loss (``evaluation.json``)."""
+    measured target loss (``evaluation.json``). ``progress`` receives a :class:`ProxyProgress`
+    before and after each proxy."""
     from regmix_plugin.proxy.train import train_proxy
 
     cfg: EvaluateConfig = study.require("evaluate")
@@ -282,9 +306,14 @@ def evaluate(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> dic
     runs: dict[str, dict[str, Any]] = {}
     if "best_proxy" in cfg.baselines:
         runs["best_proxy"] = _best_proxy(cfg, layout, results)
-    for label, weights in _candidates(cfg, catalogue, layout).items():
+    candidates = _candidates(cfg, catalogue, layout)
+    for i, (label, weights) in enumerate(candidates.items()):
+        if progress is not None:
+            progress(ProxyProgress("evaluate", i, len(candidates), label, starting=True))
         mid = mixture_id(weights)
         metrics = train_proxy(proxy, catalogue, weights, mid, layout.evaluate_run(label))
+        if progress is not None:
+            progress(ProxyProgress("evaluate", i + 1, len(candidates), label))
         runs[label] = {
             "mixture_id": mid,
             "weights": weights,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from regmix_plugin.commands import add_study_arguments, load_study_args, say
+from regmix_plugin.commands import add_study_arguments, attach_log_file, load_study_args, say
 from regmix_plugin.commands.sweeps import ProgressPrinter
 from regmix_plugin.pipeline import STAGES, plan_run, resolved_yaml, run_pipeline
 from regmix_plugin.study import StudyConfig
@@ -29,6 +29,7 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _dry_run(study, args)
         return 0
+    attach_log_file(study.layout.run_log)
     printer = ProgressPrinter()
     timings: dict[str, float] = {}
 

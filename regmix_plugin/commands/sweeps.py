@@ -11,39 +11,55 @@ from pathlib import Path
 from typing import Any
 
 from regmix_plugin import stages
-from regmix_plugin.commands import add_study_arguments, load_study_args, say, warn
+from regmix_plugin.commands import (
+    add_study_arguments,
+    attach_log_file,
+    load_study_args,
+    say,
+    warn,
+)
 from regmix_plugin.config import to_dict
 
 
 class ProgressPrinter:
-    """A progress line on stderr: redrawn in place on a terminal, a line per change otherwise
-    (at most one per 30 s while only the ETA moves)."""
+    """Progress of the stages that train proxies, on stderr: one line redrawn in place on a
+    terminal; otherwise a line per finished (or failed) proxy."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last_line = ""
+        self.last_key: tuple[Any, ...] = ()
         self.last_time = 0.0
 
-    def __call__(self, status: Any) -> None:
+    def __call__(self, event: Any) -> None:
+        from regmix_plugin.stages import ProxyProgress
         from regmix_plugin.sweep.registry import progress_line
 
-        line = progress_line(status)
+        if isinstance(event, ProxyProgress):
+            verb = "training" if event.starting else "done:"
+            line = (
+                f"{event.stage}: {event.num_done}/{event.num_total} proxies done "
+                f"({verb} {event.label})"
+            )
+            key: tuple[Any, ...] = (event.stage, event.num_done, event.starting)
+        else:
+            line = f"sweep: {progress_line(event)}"
+            key = ("sweep", event.counts.get("done", 0), event.counts.get("failed", 0))
         now = time.monotonic()
         if self.tty:
             if line != self.last_line or now - self.last_time > 1:
                 sys.stderr.write("\r" + line.ljust(len(self.last_line)))
                 sys.stderr.flush()
                 self.last_line, self.last_time = line, now
-        elif (
-            line.split(", ETA")[0] != self.last_line.split(", ETA")[0] or now - self.last_time > 30
-        ):
+        elif key != self.last_key and not (isinstance(event, ProxyProgress) and event.starting):
             print(line, file=sys.stderr, flush=True)
-            self.last_line, self.last_time = line, now
+        self.last_key = key
 
     def finish(self) -> None:
         """End the redrawn line."""
         if self.tty and self.last_line:
             sys.stderr.write("\n")
+            sys.stderr.flush()
             self.last_line = ""
 
 
@@ -78,6 +94,7 @@ def command_sweep(args: argparse.Namespace) -> int:
         say(yaml.safe_dump({"sweep": to_dict(study.sweep)}, sort_keys=False).rstrip())
         say(dry_run_text(stages.plan_sweep(study, layout, catalogue)))
         return 0
+    attach_log_file(layout.run_log)
     printer = ProgressPrinter()
     try:
         result = stages.sweep(study, layout, catalogue, force_mix=args.force_mix, progress=printer)
