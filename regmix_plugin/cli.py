@@ -22,6 +22,7 @@ _STAGES = "regmix_plugin.commands.study_stages"
 _SWEEPS = "regmix_plugin.commands.sweeps"
 #: subcommand -> (module, verb, one-line help). The module defines configure_<verb>/command_<verb>.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": (_STAGES, "init", "write a study YAML from a folder of .bin/.idx prefixes"),
     "domains": (_STAGES, "domains", "print the domain catalogue as a table"),
     "sample": (_STAGES, "sample", "draw the proxy mixtures (mixtures.csv)"),
     "train-proxy": (_STAGES, "train_proxy", "train one proxy model"),

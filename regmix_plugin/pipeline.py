@@ -215,23 +215,32 @@ def select_stages(study: StudyConfig, start: str | None, stop: str | None) -> li
     return [s for s in PIPELINE[i : j + 1] if s.applies(study)]
 
 
+#: Stages that train proxies: the data they read is checked before the first of them starts.
+PROXY_STAGES = frozenset({"sweep", "evaluate"})
+
+
 def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
-    """Check what can be checked before anything expensive runs: the sections each selected
-    stage needs, and the target sets' files (domain prefixes are read by the catalogue)."""
+    """Check, before any stage runs, the sections each selected stage needs."""
     names = {s.name for s in selected}
     study.require("run_dir")
     if names & {"domains", "sample", "sweep", "optimize", "emit", "evaluate"}:
         study.require("domains")
     if "sample" in names:
         study.require("sample")
-    if names & {"sweep", "evaluate"}:
-        proxy = study.require("proxy")
-        for name, prefixes in proxy.targets.items():
-            for prefix in prefixes:
-                try:
-                    read_index_counts(prefix)
-                except DataError as exc:
-                    raise DataError(f"proxy.targets.{name}: {exc}") from None
+    if names & PROXY_STAGES:
+        study.require("proxy")
+
+
+def check_proxy_data(study: StudyConfig) -> None:
+    """Before the first proxy starts: the target sets' files are readable Megatron prefixes
+    (the domains' are read by the catalogue), so no proxy finds it out after launch."""
+    proxy = study.require("proxy")
+    for name, prefixes in proxy.targets.items():
+        for prefix in prefixes:
+            try:
+                read_index_counts(prefix)
+            except DataError as exc:
+                raise DataError(f"proxy.targets.{name}: {exc}") from None
 
 
 @dataclass
@@ -293,6 +302,7 @@ def run_pipeline(
     )
     ctx = Context(study, layout, progress)
     outcome: dict[str, str] = {}
+    checked = False
     for stage in selected:
         if not force and stage_is_done(stage, ctx):
             log.info("stage %s: done before, skipped", stage.name)
@@ -300,6 +310,9 @@ def run_pipeline(
             if on_stage is not None:
                 on_stage(stage.name, "skipped", 0.0)
             continue
+        if stage.name in PROXY_STAGES and not checked:
+            check_proxy_data(study)
+            checked = True
         log.info("stage %s: running", stage.name)
         t0 = time.perf_counter()
         info = stage.action(ctx)

@@ -127,6 +127,24 @@ def test_every_stage_leaves_its_artifact(study_run: dict) -> None:
     assert set(weights) == {"a", "b", "c"} and abs(sum(weights.values()) - 1) < 1e-9
 
 
+def test_console_shows_stages_and_progress_not_library_chatter(study_run: dict) -> None:
+    out = study_run["output"]
+    lines = out.splitlines()
+    # One line per stage with its time; a progress line per finished proxy (not a tty here).
+    for stage in STAGES:
+        if stage != "data":
+            assert any(
+                re.match(rf"^{stage}\s+(done in [0-9.]+ s|done before, skipped)$", ln)
+                for ln in lines
+            ), stage
+    assert any(ln.startswith("sweep: [") and "done" in ln for ln in lines)
+    assert sum(ln.startswith("evaluate: ") for ln in lines) == 2  # chosen and uniform
+    # megatron-core's INFO lines, the Apex/TE fallbacks and every proxy step go to the log file.
+    assert not [ln for ln in lines if " INFO " in ln or "Warning" in ln or "step " in ln], out
+    log = (study_run["run_dir"] / "logs" / "regmix.log").read_text()
+    assert "INFO megatron.core" in log and "stage fit: done in" in log
+
+
 def test_kill_and_rerun_keeps_finished_proxies(study_run: dict) -> None:
     runs = study_run["run_dir"] / "sweep" / "runs"
     assert study_run["done_before"], "the kill came before any proxy finished"
@@ -139,7 +157,7 @@ def test_rerun_of_a_finished_run_skips_every_stage(study_run: dict) -> None:
     out = study_run["output_again"]
     assert "stage times" not in out  # nothing ran
     for stage in STAGES:
-        assert re.search(rf"stage {stage}: done before, skipped", out), stage
+        assert re.search(rf"^{stage}\s+done before, skipped$", out, re.MULTILINE), stage
 
 
 def test_evaluation_compares_chosen_with_baselines(study_run: dict) -> None:

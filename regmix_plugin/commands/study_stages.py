@@ -356,3 +356,60 @@ def command_report(args: argparse.Namespace) -> int:
         html_path, md_path = write_report(RunLayout(root), ReportConfig())
     say(f"wrote {html_path} and {md_path}")
     return 0
+
+
+# -- init ------------------------------------------------------------------------------------------
+
+
+def configure_init(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``regmix init``."""
+    parser.add_argument("data_dir", help="folder of Megatron .bin/.idx prefixes (searched deeply)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="held-out text to optimise for, a Megatron prefix (repeatable)",
+    )
+    parser.add_argument(
+        "--per-folder", action="store_true", help="one domain per sub-folder, not per prefix"
+    )
+    parser.add_argument("--out", default="study.yaml", help="the study YAML to write")
+    parser.add_argument("--run-dir", default="runs/study", help="run_dir of the study")
+    parser.add_argument("--vocab-size", type=int, help="the tokenizer's vocabulary size")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def command_init(args: argparse.Namespace) -> int:
+    """``regmix init DATA_DIR``: write a commented study and print the next command."""
+    from regmix_plugin.indexed import read_index_counts
+    from regmix_plugin.io import atomic_write_text
+    from regmix_plugin.scaffold import detect_machine, domain_name, find_domains, study_text
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it, or another --out")
+    data_dir = Path(args.data_dir).resolve()
+    found = find_domains(data_dir, per_folder=args.per_folder)
+    targets: dict[str, str] = {}
+    for raw in args.target:
+        prefix = Path(raw.removesuffix(".idx").removesuffix(".bin")).resolve()
+        read_index_counts(prefix)
+        name = domain_name(prefix, prefix.parent, per_folder=False)
+        if name in targets:
+            raise ConfigError(f"two --target prefixes are both named {name!r}; rename one")
+        targets[name] = str(prefix)
+    machine = detect_machine()
+    text = study_text(
+        found,
+        config_dir=out.resolve().parent,
+        targets=targets,
+        machine=machine,
+        vocab_size=args.vocab_size,
+        run_dir=args.run_dir,
+    )
+    atomic_write_text(out, text)
+    gpus = f"{machine.num_gpus} GPU(s)" if machine.num_gpus else "no GPU"
+    say(f"wrote {out}: {len(found)} domain(s), sized for this machine ({gpus})")
+    say(f"next: regmix run {out} --dry-run   # check the plan, then drop --dry-run")
+    return 0
