@@ -377,6 +377,9 @@ namespace {
 
 // Deadline slots a chunk of the sorted job stream covers at least (see BlockFiller).
 constexpr uint64_t kChunkSlots = 16384;
+// Up to this many domains with jobs left, a chunk is sorted by merging the domains' runs
+// (log2 of it passes) instead of a counting sort over the chunk's slots.
+constexpr std::size_t kMergeDomains = 2;
 
 // One job of the sorted stream: its key (D << index_bits | k) and its release slot.
 struct Job {
@@ -419,11 +422,14 @@ class BlockFiller {
   // Step 2: the jobs with deadline slot in [from, from + span) in key order into jobs_;
   // returns their number.
   uint64_t next_chunk(const Plan& plan);
-  // Step 2a: generates those jobs domain by domain into tmp_ and counts them per slot;
-  // next_from: where the next chunk starts.
+  // Step 2a: generates those jobs domain by domain into tmp_ (one sorted run per domain, ends
+  // in run_ends_) and, with kCount, counts them per slot; next_from: where the next chunk starts.
+  template <bool kCount>
   uint64_t generate_jobs(const Plan& plan, uint64_t lim, uint64_t& next_from);
   // Step 2b: stable counting sort of tmp_[0..n) by deadline slot into jobs_.
   void sort_jobs(int index_bits, uint64_t n);
+  // Step 2b for few domains: pairwise merges of the per-domain runs of tmp_ into jobs_.
+  void merge_runs(uint64_t n);
   // Step 3: each job, in key order, takes the first free slot at or after its release.
   template <typename IndexT>
   void place_jobs(const Plan& plan, int64_t block, uint64_t last, IndexT* dataset,
@@ -450,6 +456,7 @@ class BlockFiller {
   std::vector<int32_t> active_;          // domains with jobs left to sort, ascending
   std::vector<uint32_t> hist_;
   std::vector<Job> tmp_, jobs_;
+  std::vector<uint64_t> run_ends_;  // end of each domain's run of jobs in tmp_
   std::vector<uint64_t> taken_ = std::vector<uint64_t>(kHorizonWords);  // far taken slots
   std::vector<uint64_t> overflow_;  // taken slots beyond the far bitmap's horizon, ascending
   uint64_t num_far_ = 0;            // bits set in taken_ plus entries of overflow_
@@ -499,6 +506,7 @@ void BlockFiller::begin_block(const Plan& plan, int64_t block, const std::vector
   }
 }
 
+template <bool kCount>
 uint64_t BlockFiller::generate_jobs(const Plan& plan, uint64_t lim, uint64_t& next_from) {
   const int F = plan.frac_bits;
   const int kb = plan.index_bits;
@@ -508,6 +516,7 @@ uint64_t BlockFiller::generate_jobs(const Plan& plan, uint64_t lim, uint64_t& ne
   Job* const tmp = tmp_.data();
   const uint64_t from = from_;
   std::size_t keep = 0;
+  run_ends_.clear();
   for (const int32_t k32 : active_) {
     const std::size_t k = static_cast<std::size_t>(k32);
     const uint64_t w = plan.weights[k], si = plan.step_int[k], sf = plan.step_frac[k];
@@ -516,7 +525,7 @@ uint64_t BlockFiller::generate_jobs(const Plan& plan, uint64_t lim, uint64_t& ne
     const int64_t e = end_[k];
     while (d < lim) {
       tmp[n++] = Job{(d << kb) | static_cast<uint64_t>(k), rel};
-      ++hist[d - from];
+      if (kCount) ++hist[d - from];
       rel = (q >> F) + 1;  // the next job is released one slot after this deadline's floor
       const uint64_t rk = r + sf;
       const uint64_t carry = static_cast<uint64_t>(rk >= w);
@@ -530,6 +539,7 @@ uint64_t BlockFiller::generate_jobs(const Plan& plan, uint64_t lim, uint64_t& ne
     rel_next_[k] = rel;
     deadline_next_[k] = d;
     next_[k] = c;
+    run_ends_.push_back(n);
     if (c < e) {
       active_[keep++] = k32;
       first_left = std::min(first_left, d);
@@ -556,11 +566,48 @@ void BlockFiller::sort_jobs(int index_bits, uint64_t n) {
   for (uint64_t i = 0; i < n; ++i) jobs[hist[(tmp[i].key >> index_bits) - from]++] = tmp[i];
 }
 
+// Merges the sorted runs [a, ae) and [b, be) into out; keys are distinct (they hold the domain).
+inline void merge_two(const Job* a, const Job* ae, const Job* b, const Job* be, Job* out) {
+  while (a != ae && b != be) {
+    const bool take_b = b->key < a->key;
+    *out++ = take_b ? *b : *a;
+    b += take_b;
+    a += !take_b;
+  }
+  out = std::copy(a, ae, out);
+  std::copy(b, be, out);
+}
+
+void BlockFiller::merge_runs(uint64_t n) {
+  Job* src = tmp_.data();
+  Job* dst = jobs_.data();
+  while (run_ends_.size() > 1) {
+    std::size_t out = 0;
+    uint64_t begin = 0;
+    for (std::size_t i = 0; i < run_ends_.size(); i += 2) {
+      const uint64_t mid = run_ends_[i];
+      const uint64_t stop = i + 1 < run_ends_.size() ? run_ends_[i + 1] : mid;
+      merge_two(src + begin, src + mid, src + mid, src + stop, dst + begin);
+      run_ends_[out++] = stop;
+      begin = stop;
+    }
+    run_ends_.resize(out);
+    std::swap(src, dst);
+  }
+  if (src != jobs_.data()) std::copy(src, src + n, jobs_.data());
+}
+
 uint64_t BlockFiller::next_chunk(const Plan& plan) {
-  std::fill(hist_.begin(), hist_.end(), 0);
   uint64_t next_from = 0;
-  const uint64_t n = generate_jobs(plan, from_ + span_, next_from);
-  sort_jobs(plan.index_bits, n);
+  uint64_t n = 0;
+  if (active_.size() <= kMergeDomains) {
+    n = generate_jobs<false>(plan, from_ + span_, next_from);
+    merge_runs(n);
+  } else {
+    std::fill(hist_.begin(), hist_.end(), 0);
+    n = generate_jobs<true>(plan, from_ + span_, next_from);
+    sort_jobs(plan.index_bits, n);
+  }
   from_ = next_from;
   return n;
 }

@@ -183,3 +183,20 @@ def test_largest_remainder_equals_the_callers_it_replaces() -> None:
 def test_apportionment_errors(call: object, needle: str) -> None:
     with pytest.raises(DataError, match=needle):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("weights", [[1e-6, 1.0], [0.3, 0.7], [1.0, 0.0, 2.0, 1e-5]])
+def test_the_merge_path_of_few_domains_equals_the_lazy_walk(weights: list[float]) -> None:
+    """Two domains (or blocks where two remain) sort chunks by merging: same sequence."""
+    b = blend_plan(weights).block_size
+    n = 2 * b + b // 2 + 7  # several blocks, many chunks per block when b is large
+    index, sample = build_blend_indices(weights, n, num_threads=1)
+    picks = np.unique(
+        np.concatenate([np.arange(0, 3000), np.arange(n - 3000, n), np.arange(b - 50, b + 50)])
+    )
+    d, s = LazyBlendIndex(weights, n).lookup(picks)
+    np.testing.assert_array_equal(index[picks], d)
+    np.testing.assert_array_equal(sample[picks], s)
+    np.testing.assert_array_equal(
+        np.bincount(index, minlength=len(weights)), counts_after(weights, n)
+    )
