@@ -58,6 +58,14 @@ inline FirstJob first_job(uint64_t T, int F, uint64_t w, int64_t c, u128 n0) {
           ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1};
 }
 
+// Bits set in x (portable: no popcnt instruction is assumed).
+inline int popcount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ULL);
+  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+  return static_cast<int>((x * 0x0101010101010101ULL) >> 56);
+}
+
 // Binary min-heap of 64-bit composite keys (value in the high bits, domain in the low bits).
 void sift_down(std::vector<uint64_t>& h, std::size_t i) {
   const std::size_t n = h.size();
@@ -141,7 +149,10 @@ void hamilton(const Plan& plan, int64_t n, int64_t* counts, std::vector<uint64_t
 
 }  // namespace
 
-Plan make_plan(const double* weights, int64_t num_weights) {
+namespace {
+
+// Validates the weights (count, finite, >= 0, not all zero); returns the largest.
+double check_weights(const double* weights, int64_t num_weights) {
   if (num_weights < 1) {
     throw std::invalid_argument(
         "weights is empty: give one weight per dataset (at least one dataset)");
@@ -168,6 +179,13 @@ Plan make_plan(const double* weights, int64_t num_weights) {
     throw std::invalid_argument("all " + std::to_string(num_weights) +
                                 " weights are 0; give at least one dataset a positive weight");
   }
+  return largest;
+}
+
+}  // namespace
+
+Plan make_plan(const double* weights, int64_t num_weights) {
+  const double largest = check_weights(weights, num_weights);
   Plan plan;
   plan.num_domains = num_weights;
   plan.index_bits = bit_length(static_cast<uint64_t>(num_weights - 1));
@@ -442,8 +460,10 @@ class BlockFiller {
   void advance_full(uint64_t& g, uint64_t& window);
   // Takes the first free slot at or after `from` (beyond the window [g, g + 64)).
   uint64_t place_far(uint64_t g, uint64_t from);
-  // Removes and returns the far bits of slots [from, from + count), count <= 64.
+  // Removes and returns the far bits of slots [from, from + count), 1 <= count <= 64.
   uint64_t take_far(uint64_t from, int count);
+  // Moves the overflow slots below `horizon` into the far bitmap.
+  void pull_overflow(uint64_t horizon);
   [[noreturn]] void stuck(uint64_t g, int64_t block) const;
 
   static constexpr uint64_t kHorizon = uint64_t{1} << 16;  // slots of the far bitmap
@@ -722,32 +742,36 @@ uint64_t BlockFiller::place_far(uint64_t g, uint64_t from) {
 
 uint64_t BlockFiller::take_far(uint64_t from, int count) {
   // Bits of the taken slots [from, from + count) (bit i: slot from + i), removed from the far
-  // sets; the horizon moves on by `count`, so overflow slots it now covers enter the bitmap.
-  uint64_t out = 0;
-  int got = 0;
-  while (got < count) {
-    const std::size_t wi = static_cast<std::size_t>(from >> 6) & (kHorizonWords - 1);
-    const int bo = static_cast<int>(from & 63);
-    const int m = std::min(64 - bo, count - got);
-    const uint64_t sel = (m == 64 ? ~uint64_t{0} : ((uint64_t{1} << m) - 1)) << bo;
-    const uint64_t bits = taken_[wi] & sel;
-    if (bits != 0) {
-      taken_[wi] &= ~sel;
-      num_far_ -= static_cast<uint64_t>(__builtin_popcountll(bits));
-      out |= (bits >> bo) << got;
-    }
-    got += m;
-    from += static_cast<uint64_t>(m);
+  // bitmap (they lie in at most two of its words); the horizon then moves on by `count`, so
+  // overflow slots it now covers enter the bitmap.
+  const std::size_t wi = static_cast<std::size_t>(from >> 6) & (kHorizonWords - 1);
+  const int bo = static_cast<int>(from & 63);
+  const uint64_t sel = count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+  uint64_t out;
+  if (bo + count <= 64) {
+    const uint64_t m = sel << bo;
+    out = (taken_[wi] & m) >> bo;
+    taken_[wi] &= ~m;
+  } else {
+    const std::size_t wj = (wi + 1) & (kHorizonWords - 1);
+    const uint64_t lo_mask = ~uint64_t{0} << bo;
+    const uint64_t hi_mask = (uint64_t{1} << (bo + count - 64)) - 1;
+    out = ((taken_[wi] & lo_mask) >> bo) | ((taken_[wj] & hi_mask) << (64 - bo));
+    taken_[wi] &= ~lo_mask;
+    taken_[wj] &= ~hi_mask;
   }
-  // `from` is now g + 64 for the new g: the horizon ends at g + kHorizon.
-  const uint64_t horizon = from - 64 + kHorizon;
+  if (out != 0) num_far_ -= static_cast<uint64_t>(popcount64(out));
+  if (!overflow_.empty()) pull_overflow(from + static_cast<uint64_t>(count) - 64 + kHorizon);
+  return out;
+}
+
+void BlockFiller::pull_overflow(uint64_t horizon) {
   std::size_t moved = 0;
   while (moved < overflow_.size() && overflow_[moved] < horizon) {
     const uint64_t slot = overflow_[moved++];
     taken_[static_cast<std::size_t>(slot >> 6) & (kHorizonWords - 1)] |= uint64_t{1} << (slot & 63);
   }
   overflow_.erase(overflow_.begin(), overflow_.begin() + static_cast<std::ptrdiff_t>(moved));
-  return out;
 }
 
 // Blocks [first, last) of the stream, one after the other, each checked against its end counts.
