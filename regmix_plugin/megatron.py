@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import numbers
 import os
 import time
 from collections import OrderedDict
@@ -40,6 +41,7 @@ from regmix_plugin.blending import (
     build_blend_indices,
     check_weights,
     counts_after,
+    index_dtype,
 )
 from regmix_plugin.errors import DataError
 from regmix_plugin.io import atomic_open
@@ -69,12 +71,15 @@ def _lazy_above_from_env() -> int | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        value = int(float(raw))
-    except ValueError:
+        number = float(raw)
+        value = int(number)
+    except (ValueError, OverflowError):
+        value, number = -1, float("nan")
+    if number != value:
         raise DataError(
-            f"{LAZY_ENV}={raw!r} is not a number of samples; set it to an integer such as "
+            f"{LAZY_ENV}={raw!r} is not a whole number of samples; set it to an integer such as "
             "100000000, or unset it"
-        ) from None
+        )
     if value < 0:
         raise DataError(f"{LAZY_ENV}={raw!r} must be >= 0 (0 makes every blend lazy)")
     return value
@@ -124,8 +129,9 @@ class ExactRatioBlendedDataset(BlendedDataset):
 
     Sample ``i`` comes from dataset ``k`` such that, at every prefix of the blend, each dataset's
     count is within 1 of ``weight * prefix length``. Datasets may have weight 0 (never sampled);
-    any number of datasets (int32 index). The constructor signature is Megatron's, so the builder
-    can construct it.
+    any number of datasets (the dataset index is uint8, int16 or int32, the narrowest that holds
+    it: :func:`regmix_plugin.blending.index_dtype`). The constructor signature is Megatron's, so
+    the builder can construct it.
     """
 
     #: Blends of more samples than this use lazy lookups (``None``: never, unless the
@@ -265,7 +271,8 @@ class ExactRatioBlendedDataset(BlendedDataset):
 
     def _load(self, index_path: Path, sample_path: Path) -> tuple[np.ndarray, np.ndarray]:
         arrays = []
-        for path, dtype in ((index_path, np.int32), (sample_path, np.int64)):
+        expected = (index_dtype(len(self.weights)), np.dtype(np.int64))
+        for path, dtype in zip((index_path, sample_path), expected, strict=True):
             try:
                 arr = np.load(path, allow_pickle=False, mmap_mode="r")
             except (OSError, ValueError) as exc:
@@ -391,8 +398,14 @@ def use_exact_ratio_blending(*, lazy_above: int | None = None) -> ExactRatioBlen
     also a context manager that undoes the patch on exit. ``lazy_above``: blends of more samples
     than this are looked up on demand instead of materialised.
     """
-    if lazy_above is not None and (isinstance(lazy_above, bool) or lazy_above < 0):
-        raise DataError(f"lazy_above must be an integer >= 0 or None, got {lazy_above!r}")
+    if lazy_above is not None and (
+        isinstance(lazy_above, bool)
+        or not isinstance(lazy_above, numbers.Integral)
+        or lazy_above < 0
+    ):
+        raise DataError(
+            f"lazy_above must be a whole number of samples >= 0 or None, got {lazy_above!r}"
+        )
     previous = _builder_module.BlendedDataset
     previous_lazy = ExactRatioBlendedDataset.lazy_above
     if lazy_above is not None:

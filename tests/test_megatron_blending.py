@@ -15,8 +15,8 @@ from megatron.core.datasets.blended_dataset import BlendedDataset
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
+from regmix_plugin.blend_demo import DemoTokenizer, format_table, run_blend_demo
 from regmix_plugin.blending import ALGORITHM_VERSION, build_blend_indices
-from regmix_plugin.blending.demo import DemoTokenizer, format_table, run_blend_demo
 from regmix_plugin.errors import DataError
 from regmix_plugin.megatron import (
     LAZY_ENV,
@@ -65,7 +65,7 @@ def test_builder_constructs_the_exact_ratio_class_and_reads_end_to_end(
     assert len(ds) == ds.size
     want_index, want_sample = build_blend_indices(ds.weights, len(ds))
     np.testing.assert_array_equal(ds.dataset_index, want_index)
-    assert ds.dataset_index.dtype == np.int32
+    assert ds.dataset_index.dtype == np.uint8  # 4 datasets: the narrowest dtype
     band = VOCAB // 4
     seen = np.zeros(len(ds), dtype=np.int64)
     for i in range(len(ds)):
@@ -108,6 +108,7 @@ def test_cache_is_named_by_algorithm_and_reused(corpus: dict[str, str], tmp_path
         second = _build(prefixes, weights, 300, cache)
     assert index_file.stat().st_mtime_ns == stamp  # loaded, not rebuilt
     assert isinstance(second.dataset_index, np.memmap)
+    assert second.dataset_index.dtype == np.uint8  # the narrowest dtype, on disk too
     np.testing.assert_array_equal(second.dataset_index, first.dataset_index)
     # A corrupt cache file is a clear error that says how to recover.
     index_file.write_bytes(b"not a numpy file")
@@ -134,9 +135,17 @@ def test_lazy_lookups_match_materialised(
     with use_exact_ratio_blending():
         from_env = _build(prefixes, weights, 400, tmp_path / "env")
     assert from_env.lazy and from_env.locate(399) == full.locate(399)
-    monkeypatch.setenv(LAZY_ENV, "lots")
-    with use_exact_ratio_blending(), pytest.raises(DataError, match=LAZY_ENV):
-        _build(prefixes, weights, 400, tmp_path / "bad")
+    for bad in ("lots", "1.5", "1e400"):
+        monkeypatch.setenv(LAZY_ENV, bad)
+        with use_exact_ratio_blending(), pytest.raises(DataError, match=LAZY_ENV):
+            _build(prefixes, weights, 400, tmp_path / "bad")
+
+
+@pytest.mark.parametrize("bad", [1.5, -1, True, "100"])
+def test_lazy_above_must_be_a_whole_number(bad: object) -> None:
+    with pytest.raises(DataError, match="lazy_above must be a whole number"):
+        use_exact_ratio_blending(lazy_above=bad)  # type: ignore[arg-type]
+    assert builder_module.BlendedDataset is BlendedDataset  # nothing was patched
 
 
 def test_patch_is_idempotent_and_undoes_cleanly() -> None:

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -77,20 +78,49 @@ void check_num_samples(std::int64_t num_samples) {
   }
 }
 
+template <typename IndexT>
+void build_typed(const rb::Plan& plan, std::int64_t num_samples, py::array& dataset_index,
+                 py::array& dataset_sample_index, const char* dtype_name, int num_threads) {
+  check_array<IndexT>(dataset_index, "dataset_index", dtype_name, num_samples, true);
+  if (plan.num_domains - 1 > static_cast<std::int64_t>(std::numeric_limits<IndexT>::max())) {
+    throw py::value_error("dataset_index of dtype " + std::string(dtype_name) +
+                          " cannot hold the indices of " + std::to_string(plan.num_domains) +
+                          " datasets; use a wider integer dtype");
+  }
+  auto* di = static_cast<IndexT*>(dataset_index.mutable_data());
+  auto* dsi = static_cast<std::int64_t*>(dataset_sample_index.mutable_data());
+  py::gil_scoped_release release;
+  rb::build_indices<IndexT>(plan, num_samples, di, dsi, num_threads);
+}
+
 void build_into(const py::array& weights, std::int64_t num_samples,
                 const py::object& dataset_index_obj, const py::object& dataset_sample_index_obj,
                 int num_threads) {
   check_num_samples(num_samples);
+  if (num_threads < 0) {
+    throw py::value_error("num_threads must be >= 0 (0: one per core), got " +
+                          std::to_string(num_threads));
+  }
   py::array dataset_index = output_array(dataset_index_obj, "dataset_index");
   py::array dataset_sample_index = output_array(dataset_sample_index_obj, "dataset_sample_index");
-  check_array<std::int32_t>(dataset_index, "dataset_index", "int32", num_samples, true);
   check_array<std::int64_t>(dataset_sample_index, "dataset_sample_index", "int64", num_samples,
                             true);
   rb::Plan plan = plan_from(weights);
-  auto* di = static_cast<std::int32_t*>(dataset_index.mutable_data());
-  auto* dsi = static_cast<std::int64_t*>(dataset_sample_index.mutable_data());
-  py::gil_scoped_release release;
-  rb::build_indices(plan, num_samples, di, dsi, num_threads);
+  if (dataset_index.dtype().is(py::dtype::of<std::uint8_t>())) {
+    build_typed<std::uint8_t>(plan, num_samples, dataset_index, dataset_sample_index, "uint8",
+                              num_threads);
+  } else if (dataset_index.dtype().is(py::dtype::of<std::int16_t>())) {
+    build_typed<std::int16_t>(plan, num_samples, dataset_index, dataset_sample_index, "int16",
+                              num_threads);
+  } else if (dataset_index.dtype().is(py::dtype::of<std::int32_t>())) {
+    build_typed<std::int32_t>(plan, num_samples, dataset_index, dataset_sample_index, "int32",
+                              num_threads);
+  } else {
+    throw py::value_error("dataset_index must be a numpy array of dtype uint8, int16 or int32, "
+                          "got " + describe(dataset_index) +
+                          "; no conversion is done (regmix_plugin.blending.index_dtype(K) "
+                          "gives the narrowest)");
+  }
 }
 
 template <typename T>
@@ -113,6 +143,10 @@ double max_prefix_deviation(const py::array& dataset_index, const py::array& wei
   rb::Plan plan = plan_from(weights);  // validates the weights the same way
   const auto* w = static_cast<const double*>(weights.data());
   const std::int64_t k = weights.shape(0);
+  if (dataset_index.dtype().is(py::dtype::of<std::uint8_t>())) {
+    check_array<std::uint8_t>(dataset_index, "dataset_index", "uint8", -1, false);
+    return deviation_of<std::uint8_t>(dataset_index, w, k);
+  }
   if (dataset_index.dtype().is(py::dtype::of<std::int16_t>())) {
     check_array<std::int16_t>(dataset_index, "dataset_index", "int16", -1, false);
     return deviation_of<std::int16_t>(dataset_index, w, k);
@@ -207,8 +241,8 @@ PYBIND11_MODULE(_blend, m) {
   m.doc() = "Exact-ratio blended sampler (C++ core). Use regmix_plugin.blending, not this.";
   m.def("build_blend_indices_into", &build_into, py::arg("weights"), py::arg("num_samples"),
         py::arg("dataset_index"), py::arg("dataset_sample_index"), py::arg("num_threads") = 0,
-        "Fill int32 dataset_index and int64 dataset_sample_index (length num_samples) with the "
-        "exact-ratio blend of float64 weights.");
+        "Fill dataset_index (uint8, int16 or int32) and int64 dataset_sample_index (length "
+        "num_samples) with the exact-ratio blend of float64 weights.");
   m.def("max_prefix_deviation", &max_prefix_deviation, py::arg("dataset_index"),
         py::arg("weights"),
         "Largest |count_k(n) - w_k n| over every prefix n and domain k (w = weights / sum).");

@@ -58,6 +58,14 @@ inline FirstJob first_job(uint64_t T, int F, uint64_t w, int64_t c, u128 n0) {
           ct > n0w ? static_cast<uint64_t>((ct - n0w) / w) + 1 : 1};
 }
 
+// Bits set in x (portable: no popcnt instruction is assumed).
+inline int popcount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ULL);
+  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+  return static_cast<int>((x * 0x0101010101010101ULL) >> 56);
+}
+
 // Binary min-heap of 64-bit composite keys (value in the high bits, domain in the low bits).
 void sift_down(std::vector<uint64_t>& h, std::size_t i) {
   const std::size_t n = h.size();
@@ -141,7 +149,10 @@ void hamilton(const Plan& plan, int64_t n, int64_t* counts, std::vector<uint64_t
 
 }  // namespace
 
-Plan make_plan(const double* weights, int64_t num_weights) {
+namespace {
+
+// Validates the weights (count, finite, >= 0, not all zero); returns the largest.
+double check_weights(const double* weights, int64_t num_weights) {
   if (num_weights < 1) {
     throw std::invalid_argument(
         "weights is empty: give one weight per dataset (at least one dataset)");
@@ -168,6 +179,13 @@ Plan make_plan(const double* weights, int64_t num_weights) {
     throw std::invalid_argument("all " + std::to_string(num_weights) +
                                 " weights are 0; give at least one dataset a positive weight");
   }
+  return largest;
+}
+
+}  // namespace
+
+Plan make_plan(const double* weights, int64_t num_weights) {
+  const double largest = check_weights(weights, num_weights);
   Plan plan;
   plan.num_domains = num_weights;
   plan.index_bits = bit_length(static_cast<uint64_t>(num_weights - 1));
@@ -265,95 +283,89 @@ void BlockWalk::begin(const Plan& plan, int64_t block, const std::vector<int64_t
   heapify(far_);
 }
 
-void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sample) {
-  // The state lives in locals and raw pointers for the loop: the output pointers could alias
-  // the vectors as far as the compiler knows, which would force reloads on every write.
+void BlockWalk::release_due(const Plan& plan, uint64_t u) {
   const int F = plan.frac_bits;
   const int kb = plan.index_bits;
   const uint64_t mask = (uint64_t{1} << kb) - 1;
+  const std::size_t slot = static_cast<std::size_t>(u & (static_cast<uint64_t>(kWheelSize) - 1));
+  for (int32_t k = wheel_head_[slot]; k >= 0;) {
+    const int32_t after = wheel_next_[k];
+    add_ready((deadline_slot(q_[k], r_[k], F) << kb) | static_cast<uint64_t>(k));
+    k = after;
+  }
+  wheel_head_[slot] = -1;
+  while (!far_.empty() && (far_[0] >> kb) <= u) {
+    const uint64_t k = far_[0] & mask;
+    heap_pop(far_);
+    add_ready((deadline_slot(q_[k], r_[k], F) << kb) | k);
+  }
+  if (top_taken_) {  // nothing replaced the emitted top: remove it
+    uint64_t* const heap = ready_.data();
+    heap[0] = heap[--num_ready_];
+    heap[num_ready_] = ~uint64_t{0};
+    top_taken_ = false;
+    sift_down_raw(heap, num_ready_, 0);
+  }
+}
+
+void BlockWalk::add_ready(uint64_t key) {
+  // Into the emitted top's place when that one is free, else at the end.
+  if (top_taken_) {
+    ready_[0] = key;
+    top_taken_ = false;
+    sift_down_raw(ready_.data(), num_ready_, 0);
+    return;
+  }
+  sift_up(ready_.data(), num_ready_++, key);
+}
+
+void BlockWalk::schedule_next(const Plan& plan, std::size_t k, uint64_t u) {
+  const int F = plan.frac_bits;
+  const int kb = plan.index_bits;
   const uint64_t wheel_mask = static_cast<uint64_t>(kWheelSize) - 1;
-  const uint64_t* const step_int = plan.step_int.data();
-  const uint64_t* const step_frac = plan.step_frac.data();
-  const uint64_t* const weight = plan.weights.data();
-  int64_t* const count = count_.data();
-  const int64_t* const end = end_.data();
-  uint64_t* const q = q_.data();
-  uint64_t* const r = r_.data();
-  uint64_t* const heap = ready_.data();
-  int32_t* const head = wheel_head_.data();
-  int32_t* const next = wheel_next_.data();
-  std::size_t n = num_ready_;
-  bool taken = top_taken_;
+  // The next job of k is released one slot after the floor of this job's deadline.
+  const uint64_t rel = (q_[k] >> F) + 1;
+  const uint64_t w = plan.weights[k];
+  const uint64_t rk = r_[k] + plan.step_frac[k];
+  const uint64_t carry = static_cast<uint64_t>(rk >= w);
+  r_[k] = rk - carry * w;
+  q_[k] += plan.step_int[k] + carry;
+  if (rel <= u + 1) {  // released already: replaces the top it was emitted from
+    ready_[0] = (deadline_slot(q_[k], r_[k], F) << kb) | k;
+    sift_down_raw(ready_.data(), num_ready_, 0);
+    return;
+  }
+  top_taken_ = true;
+  if (rel - u <= wheel_mask) {
+    const std::size_t at = static_cast<std::size_t>(rel & wheel_mask);
+    wheel_next_[k] = wheel_head_[at];
+    wheel_head_[at] = static_cast<int32_t>(k);
+  } else {
+    heap_push(far_, (rel << kb) | k);
+  }
+}
+
+void BlockWalk::run(const Plan& plan, int64_t num, int32_t* dataset, int64_t* sample) {
+  const uint64_t mask = (uint64_t{1} << plan.index_bits) - 1;
   uint64_t u = static_cast<uint64_t>(offset_);
-
-  // Adds a released key to the heap, into the emitted top's place when that one is free.
-  auto add = [&](uint64_t key) {
-    if (taken) {
-      heap[0] = key;
-      taken = false;
-      sift_down_raw(heap, n, 0);
-      return;
-    }
-    sift_up(heap, n++, key);
-  };
-
   for (int64_t i = 0; i < num; ++i) {
     ++u;
-    // Release the domains whose release slot is u.
-    const std::size_t slot = static_cast<std::size_t>(u & wheel_mask);
-    for (int32_t k = head[slot]; k >= 0;) {
-      const int32_t after = next[k];
-      add((deadline_slot(q[k], r[k], F) << kb) | static_cast<uint64_t>(k));
-      k = after;
-    }
-    head[slot] = -1;
-    while (!far_.empty() && (far_[0] >> kb) <= u) {
-      const uint64_t k = far_[0] & mask;
-      heap_pop(far_);
-      add((deadline_slot(q[k], r[k], F) << kb) | k);
-    }
-    if (taken) {  // nothing replaced the emitted top: remove it
-      heap[0] = heap[--n];
-      heap[n] = ~uint64_t{0};
-      taken = false;
-      sift_down_raw(heap, n, 0);
-    }
-    if (n == 0) {
-      num_ready_ = n;
+    release_due(plan, u);
+    if (num_ready_ == 0) {
       offset_ = static_cast<int64_t>(u) - 1;
       throw std::logic_error("blend sampler: no dataset can take sample " +
                              std::to_string(offset_) + " of its block (internal error)");
     }
-    const uint64_t k = heap[0] & mask;
+    const std::size_t k = static_cast<std::size_t>(ready_[0] & mask);
     dataset[i] = static_cast<int32_t>(k);
-    sample[i] = count[k];
-    if (++count[k] >= end[k]) {
-      taken = true;
+    sample[i] = count_[k];
+    offset_ = static_cast<int64_t>(u);
+    if (++count_[k] >= end_[k]) {
+      top_taken_ = true;  // k is done in this block: its key leaves at the next slot
       continue;
     }
-    // The next job of k is released one slot after the floor of this job's deadline.
-    const uint64_t rel = (q[k] >> F) + 1;
-    const uint64_t rk = r[k] + step_frac[k];
-    const uint64_t carry = static_cast<uint64_t>(rk >= weight[k]);
-    r[k] = rk - carry * weight[k];
-    q[k] += step_int[k] + carry;
-    if (rel <= u + 1) {
-      heap[0] = (deadline_slot(q[k], r[k], F) << kb) | k;
-      sift_down_raw(heap, n, 0);
-    } else {
-      taken = true;
-      if (rel - u <= wheel_mask) {
-        const std::size_t at = static_cast<std::size_t>(rel & wheel_mask);
-        next[k] = head[at];
-        head[at] = static_cast<int32_t>(k);
-      } else {
-        heap_push(far_, (rel << kb) | k);
-      }
-    }
+    schedule_next(plan, k, u);
   }
-  num_ready_ = n;
-  top_taken_ = taken;
-  offset_ = static_cast<int64_t>(u);
 }
 
 void counts_after(const Plan& plan, int64_t n, int64_t* counts) {
@@ -383,6 +395,15 @@ namespace {
 
 // Deadline slots a chunk of the sorted job stream covers at least (see BlockFiller).
 constexpr uint64_t kChunkSlots = 16384;
+// Up to this many domains with jobs left, a chunk is sorted by merging the domains' runs
+// (log2 of it passes) instead of a counting sort over the chunk's slots.
+constexpr std::size_t kMergeDomains = 2;
+
+// One job of the sorted stream: its key (D << index_bits | k) and its release slot.
+struct Job {
+  uint64_t key;
+  uint64_t rel;
+};
 
 // Fills a block with the same samples as BlockWalk, job by job instead of slot by slot.
 //
@@ -402,19 +423,48 @@ class BlockFiller {
  public:
   // Writes the first `len` samples of block `block` (boundary counts `start` -> `end`); after
   // a full block, counts() must equal `end`.
+  template <typename IndexT>
   void fill(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
-            const std::vector<int64_t>& end, int64_t len, int32_t* dataset, int64_t* sample);
+            const std::vector<int64_t>& end, int64_t len, IndexT* dataset, int64_t* sample) {
+    begin_block(plan, block, start, end);
+    place_jobs(plan, block, static_cast<uint64_t>(len), dataset, sample);
+  }
   const std::vector<int64_t>& counts() const { return count_; }
   // Every job of the block was emitted (true after a full block).
   bool exhausted() const { return active_.empty() && pos_ == size_ && num_far_ == 0; }
 
  private:
-  // Sorts the jobs with deadline slot in [from, from + span) into key_/rel_; returns their number.
+  // Step 1: the first job each domain owes in the block, and buffers sized for its chunks.
+  void begin_block(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
+                   const std::vector<int64_t>& end);
+  // Step 2: the jobs with deadline slot in [from, from + span) in key order into jobs_;
+  // returns their number.
   uint64_t next_chunk(const Plan& plan);
+  // Step 2a: generates those jobs domain by domain into tmp_ (one sorted run per domain, ends
+  // in run_ends_) and, with kCount, counts them per slot; next_from: where the next chunk starts.
+  template <bool kCount>
+  uint64_t generate_jobs(const Plan& plan, uint64_t lim, uint64_t& next_from);
+  // Step 2b: stable counting sort of tmp_[0..n) by deadline slot into jobs_.
+  void sort_jobs(int index_bits, uint64_t n);
+  // Step 2b for few domains: pairwise merges of the per-domain runs of tmp_ into jobs_.
+  void merge_runs(uint64_t n);
+  // Step 3: each job, in key order, takes the first free slot at or after its release.
+  template <typename IndexT>
+  void place_jobs(const Plan& plan, int64_t block, uint64_t last, IndexT* dataset,
+                  int64_t* sample);
+  // A job released after g: the first free slot at or after `rel` (window or far sets).
+  uint64_t place_later(uint64_t g, uint64_t& window, uint64_t rel);
+  // Slot g was just taken: moves g to the next free slot, pulling far slots into the window.
+  void advance(uint64_t& g, uint64_t& window);
+  // advance() when the whole window is taken.
+  void advance_full(uint64_t& g, uint64_t& window);
   // Takes the first free slot at or after `from` (beyond the window [g, g + 64)).
   uint64_t place_far(uint64_t g, uint64_t from);
-  // Removes and returns the far bits of slots [from, from + count), count <= 64.
+  // Removes and returns the far bits of slots [from, from + count), 1 <= count <= 64.
   uint64_t take_far(uint64_t from, int count);
+  // Moves the overflow slots below `horizon` into the far bitmap.
+  void pull_overflow(uint64_t horizon);
+  [[noreturn]] void stuck(uint64_t g, int64_t block) const;
 
   static constexpr uint64_t kHorizon = uint64_t{1} << 16;  // slots of the far bitmap
   static constexpr std::size_t kHorizonWords = kHorizon / 64;
@@ -425,82 +475,19 @@ class BlockFiller {
   std::vector<uint64_t> deadline_next_;  // deadline slot of that job
   std::vector<int32_t> active_;          // domains with jobs left to sort, ascending
   std::vector<uint32_t> hist_;
-  std::vector<uint64_t> tmp_key_, tmp_rel_, key_, rel_;
+  std::vector<Job> tmp_, jobs_;
+  std::vector<uint64_t> run_ends_;  // end of each domain's run of jobs in tmp_
   std::vector<uint64_t> taken_ = std::vector<uint64_t>(kHorizonWords);  // far taken slots
   std::vector<uint64_t> overflow_;  // taken slots beyond the far bitmap's horizon, ascending
   uint64_t num_far_ = 0;            // bits set in taken_ plus entries of overflow_
   uint64_t from_ = 0, span_ = 0, pos_ = 0, size_ = 0;
 };
 
-uint64_t BlockFiller::next_chunk(const Plan& plan) {
-  const int F = plan.frac_bits;
-  const int kb = plan.index_bits;
-  const uint64_t lim = from_ + span_;
-  uint64_t n = 0;
-  uint64_t first_left = ~uint64_t{0};  // smallest deadline slot not sorted yet
-  std::fill(hist_.begin(), hist_.end(), 0);
-  uint32_t* const hist = hist_.data();
-  uint64_t* const tk = tmp_key_.data();
-  uint64_t* const tr = tmp_rel_.data();
-  std::size_t keep = 0;
-  for (const int32_t k32 : active_) {
-    const std::size_t k = static_cast<std::size_t>(k32);
-    const uint64_t w = plan.weights[k], si = plan.step_int[k], sf = plan.step_frac[k];
-    uint64_t q = q_[k], r = r_[k], rel = rel_next_[k], d = deadline_next_[k];
-    int64_t c = next_[k];
-    const int64_t e = end_[k];
-    while (d < lim) {
-      tk[n] = (d << kb) | static_cast<uint64_t>(k);
-      tr[n] = rel;
-      ++n;
-      ++hist[d - from_];
-      rel = (q >> F) + 1;  // the next job is released one slot after this deadline's floor
-      const uint64_t rk = r + sf;
-      const uint64_t carry = static_cast<uint64_t>(rk >= w);
-      r = rk - carry * w;
-      q += si + carry;
-      d = deadline_slot(q, r, F);
-      if (++c == e) break;
-    }
-    q_[k] = q;
-    r_[k] = r;
-    rel_next_[k] = rel;
-    deadline_next_[k] = d;
-    next_[k] = c;
-    if (c < e) {
-      active_[keep++] = k32;
-      first_left = std::min(first_left, d);
-    }
-  }
-  active_.resize(keep);
-  // Stable counting sort by deadline slot: within a slot the domains stay in index order.
-  uint32_t sum = 0;
-  for (uint64_t b = 0; b < span_; ++b) {
-    const uint32_t h = hist[b];
-    hist[b] = sum;
-    sum += h;
-  }
-  uint64_t* const key = key_.data();
-  uint64_t* const rel = rel_.data();
-  for (uint64_t i = 0; i < n; ++i) {
-    const uint32_t at = hist[(tk[i] >> kb) - from_]++;
-    key[at] = tk[i];
-    rel[at] = tr[i];
-  }
-  // The next chunk starts at the next unsorted deadline (skipping empty stretches).
-  from_ = std::max(lim, first_left);
-  return n;
-}
-
-void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
-                       const std::vector<int64_t>& end, int64_t len, int32_t* dataset,
-                       int64_t* sample) {
+void BlockFiller::begin_block(const Plan& plan, int64_t block, const std::vector<int64_t>& start,
+                              const std::vector<int64_t>& end) {
   const int64_t K = plan.num_domains;
   const std::size_t Ks = static_cast<std::size_t>(K);
-  const uint64_t T = plan.total;
   const int F = plan.frac_bits;
-  const int kb = plan.index_bits;
-  const uint64_t mask = (uint64_t{1} << kb) - 1;
   const u128 n0 = static_cast<u128>(block) * static_cast<uint64_t>(plan.block_size);
   q_.resize(Ks);
   r_.resize(Ks);
@@ -513,7 +500,7 @@ void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_
   for (int64_t k = 0; k < K; ++k) {
     const uint64_t w = plan.weights[k];
     if (w == 0 || start[k] >= end[k]) continue;
-    const FirstJob job = first_job(T, F, w, start[k], n0);
+    const FirstJob job = first_job(plan.total, F, w, start[k], n0);
     q_[k] = job.q;
     r_[k] = job.r;
     deadline_next_[k] = deadline_slot(q_[k], r_[k], F);
@@ -527,85 +514,203 @@ void BlockFiller::fill(const Plan& plan, int64_t block, const std::vector<int64_
   // A chunk holds at most span * sum(w) + (one per domain) jobs.
   const std::size_t cap = static_cast<std::size_t>(span_) + active_.size() + 1;
   hist_.resize(static_cast<std::size_t>(span_));
-  tmp_key_.resize(cap);
-  tmp_rel_.resize(cap);
-  key_.resize(cap);
-  rel_.resize(cap);
+  tmp_.resize(cap);
+  jobs_.resize(cap);
   from_ = 0;
   pos_ = 0;
   size_ = 0;
-
-  // Job-major form of EDF: in key order, each job takes the earliest free slot at or after its
-  // release (by induction on the key order, EDF gives every job exactly that slot). Slots
-  // [1, g) are all taken; `window` has bit i set when slot g + i is taken (bit 0 never is);
-  // slots taken further on are bits of the circular bitmap taken_ (kHorizon slots from g) and,
-  // beyond that, entries of overflow_; they enter the window as g advances.
-  int64_t* const count = count_.data();
-  const uint64_t last = static_cast<uint64_t>(len);
-  uint64_t g = 1, window = 0;
   if (num_far_ != 0) {  // an earlier fill stopped early: clear its far slots
     std::fill(taken_.begin(), taken_.end(), 0);
     overflow_.clear();
     num_far_ = 0;
   }
-  uint64_t f = 0, n = 0;
-  const uint64_t* key = key_.data();
-  const uint64_t* rel = rel_.data();
+}
+
+template <bool kCount>
+uint64_t BlockFiller::generate_jobs(const Plan& plan, uint64_t lim, uint64_t& next_from) {
+  const int F = plan.frac_bits;
+  const int kb = plan.index_bits;
+  uint64_t n = 0;
+  uint64_t first_left = ~uint64_t{0};  // smallest deadline slot not generated yet
+  uint32_t* const hist = hist_.data();
+  Job* const tmp = tmp_.data();
+  const uint64_t from = from_;
+  std::size_t keep = 0;
+  run_ends_.clear();
+  for (const int32_t k32 : active_) {
+    const std::size_t k = static_cast<std::size_t>(k32);
+    const uint64_t w = plan.weights[k], si = plan.step_int[k], sf = plan.step_frac[k];
+    uint64_t q = q_[k], r = r_[k], rel = rel_next_[k], d = deadline_next_[k];
+    int64_t c = next_[k];
+    const int64_t e = end_[k];
+    while (d < lim) {
+      tmp[n++] = Job{(d << kb) | static_cast<uint64_t>(k), rel};
+      if (kCount) ++hist[d - from];
+      rel = (q >> F) + 1;  // the next job is released one slot after this deadline's floor
+      const uint64_t rk = r + sf;
+      const uint64_t carry = static_cast<uint64_t>(rk >= w);
+      r = rk - carry * w;
+      q += si + carry;
+      d = deadline_slot(q, r, F);
+      if (++c == e) break;
+    }
+    q_[k] = q;
+    r_[k] = r;
+    rel_next_[k] = rel;
+    deadline_next_[k] = d;
+    next_[k] = c;
+    run_ends_.push_back(n);
+    if (c < e) {
+      active_[keep++] = k32;
+      first_left = std::min(first_left, d);
+    }
+  }
+  active_.resize(keep);
+  // The next chunk starts at the next deadline not generated (skipping empty stretches).
+  next_from = std::max(lim, first_left);
+  return n;
+}
+
+void BlockFiller::sort_jobs(int index_bits, uint64_t n) {
+  // Stable: within a deadline slot the domains stay in index order, the key order.
+  uint32_t* const hist = hist_.data();
+  uint32_t sum = 0;
+  for (uint64_t b = 0; b < span_; ++b) {
+    const uint32_t h = hist[b];
+    hist[b] = sum;
+    sum += h;
+  }
+  const Job* const tmp = tmp_.data();
+  Job* const jobs = jobs_.data();
+  const uint64_t from = from_;
+  for (uint64_t i = 0; i < n; ++i) jobs[hist[(tmp[i].key >> index_bits) - from]++] = tmp[i];
+}
+
+// Merges the sorted runs [a, ae) and [b, be) into out; keys are distinct (they hold the domain).
+inline void merge_two(const Job* a, const Job* ae, const Job* b, const Job* be, Job* out) {
+  while (a != ae && b != be) {
+    const bool take_b = b->key < a->key;
+    *out++ = take_b ? *b : *a;
+    b += take_b;
+    a += !take_b;
+  }
+  out = std::copy(a, ae, out);
+  std::copy(b, be, out);
+}
+
+void BlockFiller::merge_runs(uint64_t n) {
+  Job* src = tmp_.data();
+  Job* dst = jobs_.data();
+  while (run_ends_.size() > 1) {
+    std::size_t out = 0;
+    uint64_t begin = 0;
+    for (std::size_t i = 0; i < run_ends_.size(); i += 2) {
+      const uint64_t mid = run_ends_[i];
+      const uint64_t stop = i + 1 < run_ends_.size() ? run_ends_[i + 1] : mid;
+      merge_two(src + begin, src + mid, src + mid, src + stop, dst + begin);
+      run_ends_[out++] = stop;
+      begin = stop;
+    }
+    run_ends_.resize(out);
+    std::swap(src, dst);
+  }
+  if (src != jobs_.data()) std::copy(src, src + n, jobs_.data());
+}
+
+uint64_t BlockFiller::next_chunk(const Plan& plan) {
+  uint64_t next_from = 0;
+  uint64_t n = 0;
+  if (active_.size() <= kMergeDomains) {
+    n = generate_jobs<false>(plan, from_ + span_, next_from);
+    merge_runs(n);
+  } else {
+    std::fill(hist_.begin(), hist_.end(), 0);
+    n = generate_jobs<true>(plan, from_ + span_, next_from);
+    sort_jobs(plan.index_bits, n);
+  }
+  from_ = next_from;
+  return n;
+}
+
+// Job-major form of EDF: in key order, each job takes the earliest free slot at or after its
+// release (by induction on the key order, EDF gives every job exactly that slot). Slots
+// [1, g) are all taken; `window` has bit i set when slot g + i is taken (bit 0 never is between
+// jobs); slots taken further on are bits of the circular bitmap taken_ (kHorizon slots from g)
+// and, beyond that, entries of overflow_; they enter the window as g advances.
+template <typename IndexT>
+void BlockFiller::place_jobs(const Plan& plan, int64_t block, uint64_t last, IndexT* dataset,
+                             int64_t* sample) {
+  const uint64_t mask = (uint64_t{1} << plan.index_bits) - 1;
+  int64_t* const count = count_.data();
+  uint64_t g = 1, window = 0, f = 0, n = 0;
+  const Job* jobs = jobs_.data();
   while (g <= last) {
     if (f == n) {
-      if (active_.empty()) {
-        throw std::logic_error("blend sampler: no dataset can take sample " +
-                               std::to_string(g - 1) + " of block " + std::to_string(block) +
-                               " (internal error)");
-      }
+      if (active_.empty()) stuck(g, block);
       n = next_chunk(plan);
       f = 0;
-      key = key_.data();
-      rel = rel_.data();
+      jobs = jobs_.data();
       continue;
     }
-    const uint64_t kk = key[f];
-    const uint64_t r = rel[f];
-    ++f;
-    const uint64_t off = r > g ? r - g : 0;
-    const uint64_t free_bits = off < 64 ? ~window & (~uint64_t{0} << off) : 0;
-    uint64_t slot;
-    if (free_bits != 0) {
-      const int s = __builtin_ctzll(free_bits);
-      window |= uint64_t{1} << s;
-      slot = g + static_cast<uint64_t>(s);
+    const Job job = jobs[f++];
+    uint64_t slot = g;
+    if (job.rel <= g) {  // released: it takes the first free slot
+      window |= 1;
     } else {
-      slot = place_far(g, g + std::max<uint64_t>(off, 64));
+      slot = place_later(g, window, job.rel);
     }
-    const uint64_t k = kk & mask;
+    const uint64_t k = job.key & mask;
     if (slot <= last) {
-      dataset[slot - 1] = static_cast<int32_t>(k);
+      dataset[slot - 1] = static_cast<IndexT>(k);
       sample[slot - 1] = count[k];
     }
     ++count[k];
-    // Advance g past the taken slots at the window's start (bit 0 is then free again).
-    if (~window == 0) {
-      g += 64;
-      window = num_far_ != 0 ? take_far(g, 64) : 0;
-      while (window & 1) {  // (the slots after the full window may be taken too)
-        const int t = ~window == 0 ? 64 : __builtin_ctzll(~window);
-        const uint64_t from = g + 64;
-        g += static_cast<uint64_t>(t);
-        window = t == 64 ? 0 : window >> t;
-        if (num_far_ != 0 && t > 0) {
-          window |= t == 64 ? take_far(from, 64) : take_far(from, t) << (64 - t);
-        }
-      }
-    } else {
-      const int t = __builtin_ctzll(~window);
-      const uint64_t from = g + 64;
-      g += static_cast<uint64_t>(t);
-      window >>= t;
-      if (num_far_ != 0 && t > 0) window |= take_far(from, t) << (64 - t);
-    }
+    if (window & 1) advance(g, window);
   }
   pos_ = f;
   size_ = n;
+}
+
+inline uint64_t BlockFiller::place_later(uint64_t g, uint64_t& window, uint64_t rel) {
+  const uint64_t off = rel - g;
+  const uint64_t free_bits = off < 64 ? ~window & (~uint64_t{0} << off) : 0;
+  if (free_bits != 0) {
+    const int s = __builtin_ctzll(free_bits);
+    window |= uint64_t{1} << s;
+    return g + static_cast<uint64_t>(s);
+  }
+  return place_far(g, g + std::max<uint64_t>(off, 64));
+}
+
+inline void BlockFiller::advance(uint64_t& g, uint64_t& window) {
+  if (~window == 0) {
+    advance_full(g, window);
+    return;
+  }
+  const int t = __builtin_ctzll(~window);
+  const uint64_t from = g + 64;
+  g += static_cast<uint64_t>(t);
+  window >>= t;
+  if (num_far_ != 0) window |= take_far(from, t) << (64 - t);
+}
+
+void BlockFiller::advance_full(uint64_t& g, uint64_t& window) {
+  g += 64;
+  window = num_far_ != 0 ? take_far(g, 64) : 0;
+  while (window & 1) {  // (the slots after the full window may be taken too)
+    const int t = ~window == 0 ? 64 : __builtin_ctzll(~window);
+    const uint64_t from = g + 64;
+    g += static_cast<uint64_t>(t);
+    window = t == 64 ? 0 : window >> t;
+    if (num_far_ != 0) {
+      window |= t == 64 ? take_far(from, 64) : take_far(from, t) << (64 - t);
+    }
+  }
+}
+
+void BlockFiller::stuck(uint64_t g, int64_t block) const {
+  throw std::logic_error("blend sampler: no dataset can take sample " + std::to_string(g - 1) +
+                         " of block " + std::to_string(block) + " (internal error)");
 }
 
 uint64_t BlockFiller::place_far(uint64_t g, uint64_t from) {
@@ -637,37 +742,67 @@ uint64_t BlockFiller::place_far(uint64_t g, uint64_t from) {
 
 uint64_t BlockFiller::take_far(uint64_t from, int count) {
   // Bits of the taken slots [from, from + count) (bit i: slot from + i), removed from the far
-  // sets; the horizon moves on by `count`, so overflow slots it now covers enter the bitmap.
-  uint64_t out = 0;
-  int got = 0;
-  while (got < count) {
-    const std::size_t wi = static_cast<std::size_t>(from >> 6) & (kHorizonWords - 1);
-    const int bo = static_cast<int>(from & 63);
-    const int m = std::min(64 - bo, count - got);
-    const uint64_t sel = (m == 64 ? ~uint64_t{0} : ((uint64_t{1} << m) - 1)) << bo;
-    const uint64_t bits = taken_[wi] & sel;
-    if (bits != 0) {
-      taken_[wi] &= ~sel;
-      num_far_ -= static_cast<uint64_t>(__builtin_popcountll(bits));
-      out |= (bits >> bo) << got;
-    }
-    got += m;
-    from += static_cast<uint64_t>(m);
+  // bitmap (they lie in at most two of its words); the horizon then moves on by `count`, so
+  // overflow slots it now covers enter the bitmap.
+  const std::size_t wi = static_cast<std::size_t>(from >> 6) & (kHorizonWords - 1);
+  const int bo = static_cast<int>(from & 63);
+  const uint64_t sel = count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+  uint64_t out;
+  if (bo + count <= 64) {
+    const uint64_t m = sel << bo;
+    out = (taken_[wi] & m) >> bo;
+    taken_[wi] &= ~m;
+  } else {
+    const std::size_t wj = (wi + 1) & (kHorizonWords - 1);
+    const uint64_t lo_mask = ~uint64_t{0} << bo;
+    const uint64_t hi_mask = (uint64_t{1} << (bo + count - 64)) - 1;
+    out = ((taken_[wi] & lo_mask) >> bo) | ((taken_[wj] & hi_mask) << (64 - bo));
+    taken_[wi] &= ~lo_mask;
+    taken_[wj] &= ~hi_mask;
   }
-  // `from` is now g + 64 for the new g: the horizon ends at g + kHorizon.
-  const uint64_t horizon = from - 64 + kHorizon;
+  if (out != 0) num_far_ -= static_cast<uint64_t>(popcount64(out));
+  if (!overflow_.empty()) pull_overflow(from + static_cast<uint64_t>(count) - 64 + kHorizon);
+  return out;
+}
+
+void BlockFiller::pull_overflow(uint64_t horizon) {
   std::size_t moved = 0;
   while (moved < overflow_.size() && overflow_[moved] < horizon) {
     const uint64_t slot = overflow_[moved++];
     taken_[static_cast<std::size_t>(slot >> 6) & (kHorizonWords - 1)] |= uint64_t{1} << (slot & 63);
   }
   overflow_.erase(overflow_.begin(), overflow_.begin() + static_cast<std::ptrdiff_t>(moved));
-  return out;
+}
+
+// Blocks [first, last) of the stream, one after the other, each checked against its end counts.
+template <typename IndexT>
+void fill_blocks(const Plan& plan, int64_t num_samples, int64_t first, int64_t last,
+                 IndexT* dataset_index, int64_t* dataset_sample_index) {
+  const int64_t B = plan.block_size;
+  const std::size_t K = static_cast<std::size_t>(plan.num_domains);
+  std::vector<int64_t> start(K), end(K);
+  std::vector<uint64_t> rem;
+  std::vector<int64_t> order;
+  BlockFiller filler;
+  hamilton(plan, first * B, start.data(), rem, order);
+  for (int64_t b = first; b < last; ++b) {
+    hamilton(plan, (b + 1) * B, end.data(), rem, order);
+    const int64_t base = b * B;
+    const int64_t len = std::min(B, num_samples - base);
+    filler.fill(plan, b, start, end, len, dataset_index + base, dataset_sample_index + base);
+    if (len == B && (filler.counts() != end || !filler.exhausted())) {
+      throw std::logic_error("blend sampler: block " + std::to_string(b) +
+                             " did not end on its boundary counts (internal error)");
+    }
+    std::swap(start, end);
+  }
 }
 
 }  // namespace
 
-void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index,
+
+template <typename IndexT>
+void build_indices(const Plan& plan, int64_t num_samples, IndexT* dataset_index,
                    int64_t* dataset_sample_index, int num_threads) {
   if (num_samples <= 0) return;
   const int64_t B = plan.block_size;
@@ -676,27 +811,9 @@ void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index
                                     : static_cast<int64_t>(std::thread::hardware_concurrency());
   threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_blocks));
   if (num_samples < (int64_t{1} << 16)) threads = 1;
-
   auto work = [&](int64_t first, int64_t last) {
-    const int64_t K = plan.num_domains;
-    std::vector<int64_t> start(static_cast<std::size_t>(K)), end(static_cast<std::size_t>(K));
-    std::vector<uint64_t> rem;
-    std::vector<int64_t> order;
-    BlockFiller filler;
-    hamilton(plan, first * B, start.data(), rem, order);
-    for (int64_t b = first; b < last; ++b) {
-      hamilton(plan, (b + 1) * B, end.data(), rem, order);
-      const int64_t base = b * B;
-      const int64_t len = std::min(B, num_samples - base);
-      filler.fill(plan, b, start, end, len, dataset_index + base, dataset_sample_index + base);
-      if (len == B && (filler.counts() != end || !filler.exhausted())) {
-        throw std::logic_error("blend sampler: block " + std::to_string(b) +
-                               " did not end on its boundary counts (internal error)");
-      }
-      std::swap(start, end);
-    }
+    fill_blocks(plan, num_samples, first, last, dataset_index, dataset_sample_index);
   };
-
   if (threads == 1) {
     work(0, num_blocks);
     return;
@@ -719,6 +836,10 @@ void build_indices(const Plan& plan, int64_t num_samples, int32_t* dataset_index
     if (e) std::rethrow_exception(e);
   }
 }
+
+template void build_indices<std::uint8_t>(const Plan&, int64_t, std::uint8_t*, int64_t*, int);
+template void build_indices<std::int16_t>(const Plan&, int64_t, std::int16_t*, int64_t*, int);
+template void build_indices<std::int32_t>(const Plan&, int64_t, std::int32_t*, int64_t*, int);
 
 template <typename IndexT>
 double max_prefix_deviation(const IndexT* dataset_index, int64_t num_samples,
@@ -745,6 +866,8 @@ double max_prefix_deviation(const IndexT* dataset_index, int64_t num_samples,
   return worst;
 }
 
+template double max_prefix_deviation<std::uint8_t>(const std::uint8_t*, int64_t, const double*,
+                                                   int64_t);
 template double max_prefix_deviation<std::int16_t>(const std::int16_t*, int64_t, const double*,
                                                    int64_t);
 template double max_prefix_deviation<std::int32_t>(const std::int32_t*, int64_t, const double*,

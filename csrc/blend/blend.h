@@ -42,7 +42,7 @@ struct Plan {
 constexpr std::int64_t kMinBlockSize = 4096;
 // The block is also at least this many samples per domain with a positive weight.
 constexpr std::int64_t kBlockSamplesPerDomain = 32;
-// Largest number of domains (the dataset index is int32).
+// Largest number of domains (the widest dataset index is int32).
 constexpr std::int64_t kMaxDomains = (std::int64_t{1} << 31) - 1;
 
 // Validates the weights (finite, >= 0, not all zero, none so small that quantisation would
@@ -58,8 +58,10 @@ void counts_after(const Plan& plan, std::int64_t n, std::int64_t* counts);
 
 // Fills dataset_index[0..num_samples) and dataset_sample_index[0..num_samples).
 // num_threads <= 0 picks the hardware concurrency. Blocks are independent, so threads split
-// them; the result does not depend on the number of threads.
-void build_indices(const Plan& plan, std::int64_t num_samples, std::int32_t* dataset_index,
+// them; the result does not depend on the number of threads. IndexT: std::uint8_t,
+// std::int16_t or std::int32_t (instantiated in blend.cpp); it must hold num_domains - 1.
+template <typename IndexT>
+void build_indices(const Plan& plan, std::int64_t num_samples, IndexT* dataset_index,
                    std::int64_t* dataset_sample_index, int num_threads);
 
 // The largest |c_k(n) - w_k n| over all prefixes n = 0..N and domains k, where w are the
@@ -90,6 +92,15 @@ class BlockWalk {
   const std::vector<std::int64_t>& counts() const { return count_; }
 
  private:
+  // Moves the domains released at slot u into the ready heap and drops an emitted top that
+  // nothing replaced.
+  void release_due(const Plan& plan, std::uint64_t u);
+  // Adds a released key to the ready heap (into the emitted top's place when that is free).
+  void add_ready(std::uint64_t key);
+  // Domain k (the emitted top) has a next job in the block: its key replaces the top if it is
+  // released by slot u + 1, else it waits in the wheel or the far heap.
+  void schedule_next(const Plan& plan, std::size_t k, std::uint64_t u);
+
   std::vector<std::int64_t> count_, end_;
   std::vector<std::uint64_t> q_, r_;  // fixed-point deadline of each domain's next job
   // Released domains: a binary min-heap of composite keys (deadline << index_bits | k) with a

@@ -14,25 +14,41 @@ from __future__ import annotations
 
 import importlib
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from regmix_plugin.blending.apportionment import apportion, largest_remainder
 from regmix_plugin.errors import DataError
 
-#: Names the algorithm in cache descriptions; bump it whenever the sequence changes.
-ALGORITHM_VERSION = "regmix-exact-ratio-v2"
+#: Names the algorithm in cache descriptions; bump it whenever the sequence or the stored arrays
+#: change (v3: the sequence of v2, with the narrowest dataset-index dtype, see :func:`index_dtype`).
+ALGORITHM_VERSION = "regmix-exact-ratio-v3"
+
+#: Largest number of samples the C++ core takes (a sample index and its arithmetic stay in int64).
+MAX_SAMPLES = 2**62
+
+#: Longest walk (in samples) a lazy lookup or :func:`counts_after` may need: weights whose block
+#: (``blend_plan(weights).block_size``) is longer are rejected by the lazy forms, so that a lookup
+#: takes seconds at most (the walk costs tens of nanoseconds per sample), never hours.
+MAX_LAZY_WALK = 2**27
 
 __all__ = [
     "ALGORITHM_VERSION",
+    "MAX_LAZY_WALK",
+    "MAX_SAMPLES",
     "BlendPlan",
     "LazyBlendIndex",
+    "apportion",
     "blend_plan",
     "build_blend_indices",
     "check_weights",
     "counts_after",
+    "index_dtype",
+    "largest_remainder",
     "max_prefix_deviation",
 ]
 
@@ -78,13 +94,56 @@ def check_weights(weights: Any, *, what: str = "weights") -> np.ndarray:
     return arr
 
 
-def _check_num_samples(num_samples: Any) -> int:
+def _check_num_samples(num_samples: Any, *, what: str = "num_samples") -> int:
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise DataError(f"num_samples must be an integer, got {num_samples!r}")
+        raise DataError(f"{what} must be an integer, got {num_samples!r}")
     n = int(num_samples)
     if n <= 0:
-        raise DataError(f"num_samples must be > 0, got {n}")
+        raise DataError(f"{what} must be > 0, got {n}")
+    if n > MAX_SAMPLES:
+        raise DataError(f"{what} must be at most 2**62 = {MAX_SAMPLES}, got {n}")
     return n
+
+
+def _check_num_threads(num_threads: Any) -> int:
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise DataError(f"num_threads must be an integer (0: one per core), got {num_threads!r}")
+    t = int(num_threads)
+    if not 0 <= t <= 4096:
+        raise DataError(f"num_threads must be 0 (one per core) or a count of threads, got {t}")
+    return t
+
+
+def index_dtype(num_datasets: int) -> np.dtype:
+    """The narrowest integer dtype of a dataset index over ``num_datasets`` datasets.
+
+    ``uint8`` up to 256 datasets, ``int16`` up to 32,768 (megatron-core's dtype), ``int32``
+    beyond: the output never takes more memory than megatron-core's ``build_blending_indices``.
+    """
+    if num_datasets <= 2**8:
+        return np.dtype(np.uint8)
+    if num_datasets <= 2**15:
+        return np.dtype(np.int16)
+    return np.dtype(np.int32)
+
+
+def _output_bytes_limit() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_lazy_walk(block_size: int, longest: int, what: str) -> None:
+    walk = min(block_size, longest)
+    if walk > MAX_LAZY_WALK:
+        raise DataError(
+            f"{what} would walk up to {walk:,} samples per call: these weights give blocks of "
+            f"{block_size:,} samples (the smallest positive weight is about 1/{block_size:,} of "
+            f"the total), above the limit MAX_LAZY_WALK = 2**27; raise the smallest weights to "
+            f"at least 1/{MAX_LAZY_WALK:,} of the total or set them to 0, or materialise the "
+            "blend with build_blend_indices"
+        )
 
 
 @dataclass(frozen=True)
@@ -124,20 +183,32 @@ def build_blend_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact-ratio blend of ``num_samples`` samples over ``len(weights)`` datasets.
 
-    Returns ``(dataset_index, dataset_sample_index)``: ``int32`` (any number of datasets up to
-    2**31 - 1) and ``int64``; sample ``i`` of the blend is sample ``dataset_sample_index[i]`` of
+    Returns ``(dataset_index, dataset_sample_index)``: the dataset index in the narrowest dtype
+    that holds it (:func:`index_dtype`: ``uint8``, ``int16`` or ``int32``; up to 2**31 - 1
+    datasets) and ``int64``; sample ``i`` of the blend is sample ``dataset_sample_index[i]`` of
     dataset ``dataset_index[i]``. Weights are normalised; a zero weight gives its dataset no
     samples. With ``dataset_sizes``, a dataset asked for more samples than it holds is an error
     unless ``allow_repetition``, in which case its sample index wraps around (a new epoch).
     ``num_threads`` (0: one per core) splits the work by blocks; the result does not depend on it.
+    A blend whose two arrays would not fit in the machine's memory is a :class:`DataError` that
+    points to :class:`LazyBlendIndex`.
     """
     w = check_weights(weights)
     n = _check_num_samples(num_samples)
-    dataset_index = np.empty(n, dtype=np.int32)
-    dataset_sample_index = np.empty(n, dtype=np.int64)
+    threads = _check_num_threads(num_threads)
+    dtype = index_dtype(w.size)
+    need = n * (dtype.itemsize + 8)
+    limit = _output_bytes_limit()
+    if limit is not None and need > limit:
+        raise DataError(_too_big(n, need, f"this machine's {limit / 2**30:.1f} GiB of memory"))
+    try:
+        dataset_index = np.empty(n, dtype=dtype)
+        dataset_sample_index = np.empty(n, dtype=np.int64)
+    except MemoryError:
+        raise DataError(_too_big(n, need, "the memory available now")) from None
     try:
         _core().build_blend_indices_into(
-            w, n, dataset_index, dataset_sample_index, num_threads=int(num_threads)
+            w, n, dataset_index, dataset_sample_index, num_threads=threads
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
@@ -164,10 +235,25 @@ def build_blend_indices(
     return dataset_index, dataset_sample_index
 
 
+def _too_big(n: int, need: int, what: str) -> str:
+    return (
+        f"a materialised blend of {n:,} samples needs {need / 2**30:,.1f} GiB for its two index "
+        f"arrays, more than {what}; look samples up on demand with LazyBlendIndex(weights, "
+        "num_samples) (memory independent of num_samples), or in megatron-core with "
+        "use_exact_ratio_blending(lazy_above=...) or REGMIX_BLEND_LAZY_ABOVE"
+    )
+
+
 def counts_after(weights: Any, num_samples: int) -> np.ndarray:
-    """Per-dataset counts among the first ``num_samples`` samples, without materialising them."""
+    """Per-dataset counts among the first ``num_samples`` samples, without materialising them.
+
+    Costs O(K) 128-bit divisions plus a walk of ``num_samples % block_size`` samples; weights
+    that would need a walk above :data:`MAX_LAZY_WALK` samples are a :class:`DataError`.
+    """
     w = check_weights(weights)
     n = _check_num_samples(num_samples)
+    plan = blend_plan(w)
+    _check_lazy_walk(plan.block_size, n % plan.block_size, f"counts_after(weights, {n})")
     try:
         counts: np.ndarray = _core().counts_after(w, n)
     except ValueError as exc:
@@ -178,7 +264,7 @@ def counts_after(weights: Any, num_samples: int) -> np.ndarray:
 def max_prefix_deviation(dataset_index: np.ndarray, weights: Any) -> float:
     """Largest ``|count_k(n) - w_k n|`` over all prefixes ``n`` and datasets ``k``.
 
-    ``dataset_index`` may be int16 (Megatron's), int32 (ours) or int64; ``w`` is ``weights``
+    ``dataset_index`` may be uint8, int16 (Megatron's), int32 or int64; ``w`` is ``weights``
     normalised in float64. One pass over the stream.
     """
     w = check_weights(weights)
@@ -196,12 +282,16 @@ class LazyBlendIndex:
     lookup at or after the previous one in the same block (``blend_plan(weights).block_size``
     samples) continues the walk, O(log K) per sample walked; a lookup elsewhere recomputes the
     block's start counts (O(K) 128-bit divisions) and walks from the block start, at most
-    ``block_size`` steps. Sequential reading therefore costs O(log K) per sample.
+    ``block_size`` steps. Sequential reading therefore costs O(log K) per sample. Weights whose
+    walk could exceed :data:`MAX_LAZY_WALK` samples are a :class:`DataError`.
     """
 
     def __init__(self, weights: Any, num_samples: int) -> None:
         self.weights = check_weights(weights)
         self.num_samples = _check_num_samples(num_samples)
+        _check_lazy_walk(
+            blend_plan(self.weights).block_size, self.num_samples, "a lazy blend lookup"
+        )
         try:
             self._cursor = _core().Cursor(self.weights)
         except ValueError as exc:
@@ -216,6 +306,8 @@ class LazyBlendIndex:
         return self.num_samples
 
     def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"blend indices must be integers, got {index!r}")
         i = int(index)
         if i < 0:
             i += self.num_samples
@@ -230,7 +322,17 @@ class LazyBlendIndex:
 
     def lookup(self, indices: Any) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised :meth:`__getitem__`: ``(dataset int32[], sample int64[])``."""
-        idx = np.asarray(indices, dtype=np.int64).ravel()
+        arr = np.asarray(indices)
+        if arr.dtype == object:  # Python integers beyond 64 bits (or not integers at all)
+            values = arr.ravel().tolist()
+            if all(isinstance(v, numbers.Integral) for v in values):
+                raise IndexError(f"blend indices must lie in [0, {self.num_samples})")
+            raise TypeError(f"blend indices must be integers, got {values[:3]!r}...")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"blend indices must be integers, got {arr.dtype} values")
+        if arr.size and arr.dtype.kind == "u" and int(arr.max()) >= self.num_samples:
+            raise IndexError(f"blend indices must lie in [0, {self.num_samples})")
+        idx = arr.astype(np.int64).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_samples):
             raise IndexError(f"blend indices must lie in [0, {self.num_samples})")
         dataset = np.empty(idx.size, dtype=np.int32)

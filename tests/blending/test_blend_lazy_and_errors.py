@@ -77,7 +77,8 @@ def test_binding_checks_dtypes_shapes_and_never_converts() -> None:
     cases = [
         (w.astype(np.float32), good_i, good_s, "weights must be a numpy array of dtype float64"),
         (np.array([1, 1]), good_i, good_s, "dtype float64"),
-        (w, np.zeros(8, np.int16), good_s, "dataset_index must be a numpy array of dtype int32"),
+        (w, np.zeros(8, np.int64), good_s, "dtype uint8, int16 or int32"),
+        (np.ones(300), np.zeros(8, np.uint8), good_s, "uint8 cannot hold the indices of 300"),
         (w, good_i, np.zeros(8, np.int32), "dataset_sample_index must be a numpy array"),
         (w, np.zeros(7, np.int32), good_s, "must have length 8"),
         (w, [0] * 8, good_s, "must be a numpy array (it receives the output)"),

@@ -36,7 +36,7 @@ class DemoTokenizer:
 
     @property
     def unique_identifiers(self) -> dict[str, Any]:
-        return {"class": "regmix_plugin.blending.demo.DemoTokenizer", "vocab": self.vocab_size}
+        return {"class": "regmix_plugin.blend_demo.DemoTokenizer", "vocab": self.vocab_size}
 
 
 @dataclass(frozen=True)
