@@ -9,7 +9,6 @@ and of megatron-core's own ``build_blending_indices`` on the same weights and si
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,22 +151,3 @@ def format_table(rows: list[DemoRow]) -> str:
             f"{r.deviation_megatron:.3f} |"
         )
     return "\n".join(lines)
-
-
-def configure_blend_demo(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``regmix blend-demo``."""
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/blend-demo"),
-        help="folder for the demo corpus and index cache (default: runs/blend-demo)",
-    )
-
-
-def command_blend_demo(args: argparse.Namespace) -> int:
-    """Run the demo and print its table."""
-    rows = run_blend_demo(Path(args.out))
-    total = sum(r.realised for r in rows)
-    print(f"Exact-ratio blend of {total} samples over {len(rows)} domains ({args.out}):\n")
-    print(format_table(rows))
-    return 0

@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "emit": (_STAGES, "emit", "write blend configs for Megatron-LM, NeMo, Bridge"),
     "report": (_STAGES, "report", "write the HTML/Markdown report of a run"),
     "run": ("regmix_plugin.commands.run", "run", "run every stage in order into one run directory"),
-    "blend-demo": ("regmix_plugin.blending.demo", "blend_demo", "exact-ratio blend demo"),
+    "blend-demo": ("regmix_plugin.commands.blend_demo", "blend_demo", "exact-ratio blend demo"),
 }
 
 

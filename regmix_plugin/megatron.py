@@ -44,6 +44,7 @@ from regmix_plugin.blending import (
     index_dtype,
 )
 from regmix_plugin.errors import DataError
+from regmix_plugin.indexed import read_index_counts
 from regmix_plugin.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -86,42 +87,13 @@ def _lazy_above_from_env() -> int | None:
 
 
 def check_prefixes(prefixes: list[str]) -> list[int]:
-    """Check that each Megatron prefix has a readable ``.idx`` and a ``.bin`` that holds it all.
+    """Check that each Megatron prefix has a readable ``.idx`` and a ``.bin`` that matches it.
 
-    Returns the token count of each prefix (from the ``.idx`` header, no ``.bin`` scan). A missing
+    Returns the token count of each prefix (from the ``.idx`` header, no ``.bin`` scan), read by
+    the project's one ``.idx`` reader (:func:`regmix_plugin.indexed.read_index_counts`). A missing
     file or a header that does not match its ``.bin`` is a :class:`DataError` naming the file.
     """
-    from megatron.core.datasets.indexed_dataset import _IndexReader
-
-    tokens = []
-    for prefix in prefixes:
-        idx, bin_ = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
-        for path in (idx, bin_):
-            if not path.is_file():
-                raise DataError(
-                    f"{path} does not exist: the blend prefix {prefix!r} needs both .bin and "
-                    ".idx (write them with megatron-core's IndexedDatasetBuilder or Megatron-LM's "
-                    "tools/preprocess_data.py), or fix the prefix in the blend"
-                )
-        try:
-            reader = _IndexReader(str(idx), False)
-            lengths = np.asarray(reader.sequence_lengths, dtype=np.int64)
-            pointers = np.asarray(reader.sequence_pointers, dtype=np.int64)
-            itemsize = np.dtype(reader.dtype).itemsize
-        except Exception as exc:  # any failure to parse the header means a corrupt file
-            raise DataError(
-                f"{idx} is not a valid Megatron index ({type(exc).__name__}: {exc}); rewrite the "
-                "prefix's .bin/.idx pair"
-            ) from None
-        need = int(pointers[-1] + lengths[-1] * itemsize) if len(lengths) else 0
-        have = bin_.stat().st_size
-        if have < need:
-            raise DataError(
-                f"{bin_} holds {have} bytes but its .idx describes {need}: the pair is truncated "
-                "or mismatched; rewrite the prefix's .bin/.idx pair"
-            )
-        tokens.append(int(lengths.sum()))
-    return tokens
+    return [read_index_counts(prefix).num_tokens for prefix in prefixes]
 
 
 class ExactRatioBlendedDataset(BlendedDataset):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from regmix_plugin.blending.apportionment import largest_remainder
 from regmix_plugin.config import parse_yaml, read_text_file, to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
@@ -236,16 +237,9 @@ class SampleResult:
 
 
 def _round_to_grid(w: np.ndarray, num_units: int) -> np.ndarray:
-    """Largest-remainder rounding of rows that sum to 1 into integers that sum to ``num_units``."""
-    scaled = w * num_units
-    base = np.floor(scaled)
-    rem = scaled - base
-    short = num_units - base.sum(axis=1).astype(np.int64)
-    order = np.argsort(-rem, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(w.shape[1])[None, :].repeat(len(w), 0), axis=1)
-    units = base.astype(np.int64) + (ranks < short[:, None])
-    return units
+    """Largest-remainder rounding of rows that sum to 1 into integers that sum to ``num_units``
+    (ties to the lower index: :func:`regmix_plugin.blending.largest_remainder`)."""
+    return largest_remainder(w * num_units, num_units)
 
 
 @dataclass

@@ -204,10 +204,10 @@ def test_missing_or_corrupt_prefixes(corpus: dict[str, str], tmp_path: Path) -> 
     prefixes = list(corpus.values())
     tokens = check_prefixes(prefixes)
     assert all(t > 0 for t in tokens)
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="index file not found"):
         check_prefixes([str(tmp_path / "nowhere")])
     Path(f"{prefixes[0]}.idx").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="not a valid Megatron index"):
+    with pytest.raises(DataError, match="not a Megatron index"):
         check_prefixes(prefixes[:1])
     bin_path = Path(f"{prefixes[1]}.bin")
     bin_path.write_bytes(bin_path.read_bytes()[:10])

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from regmix_plugin.domains import Catalogue, read_index_counts
+from regmix_plugin.blending.apportionment import apportion
+from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import DataError
+from regmix_plugin.indexed import read_index_counts
 from regmix_plugin.proxy.config import ProxyConfig, parse_split
 
 log = logging.getLogger(__name__)
@@ -207,14 +209,10 @@ class EvalSet:
 
 
 def _allocate(num: int, sizes: Sequence[int]) -> list[int]:
-    """Split ``num`` samples over parts in proportion to ``sizes`` (largest remainder)."""
-    total = sum(sizes)
-    exact = [num * s / total for s in sizes]
-    counts = [int(x) for x in exact]
-    order = sorted(range(len(sizes)), key=lambda k: (counts[k] - exact[k], k))
-    for k in order[: num - sum(counts)]:
-        counts[k] += 1
-    return [min(c, s) for c, s in zip(counts, sizes, strict=True)]
+    """Split ``num`` samples over parts in proportion to ``sizes`` (largest remainder, ties to
+    the lower index: :func:`regmix_plugin.blending.apportion`), each part at most its size."""
+    counts = apportion(np.asarray(sizes, dtype=np.float64), num)
+    return [min(int(c), s) for c, s in zip(counts, sizes, strict=True)]
 
 
 def _build_eval_set(
