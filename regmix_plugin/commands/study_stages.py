@@ -174,7 +174,8 @@ def command_fit(args: argparse.Namespace) -> int:
     if study is None:
         study = StudyConfig(config_path=Path("."), config_dir=Path("."), run_dir=None)
         assert study.fit == FitConfig()
-    summary = stages.fit(study, layout, targets=args.target)
+    catalogue = stages.build_catalogue(study) if study.domains is not None else None
+    summary = stages.fit(study, layout, targets=args.target, catalogue=catalogue)
     say(
         f"regressor {summary.regressor}; {len(summary.domains)} domains; model in {summary.out_dir}"
     )
