@@ -226,11 +226,16 @@ def make_plan(
         }
         weights = {d: float(w) for d, w in zip(domains, ordered.values[i], strict=True)}
         runs[mid] = RunSpec(mid, weights, folder, render_command(settings, values))
+    from regmix_plugin.proxy.runtime import planned_placement
+    from regmix_plugin.sweep.launchers import devices_per_proxy
+
     description = {
         "layout": LAYOUT_VERSION,
         "domains": list(domains),
         "domains_section": study.get("domains"),
         "proxy": study.get("proxy"),
+        # What `device: auto` / `precision: auto` resolve to: CPU and GPU runs never mix.
+        "placement": planned_placement(study.get("proxy"), devices_per_proxy(settings)),
         "command": settings.command,
     }
     clean_study = {k: v for k, v in study.items() if not k.startswith("_")}
