@@ -25,10 +25,11 @@ from regmix_plugin.cli import main
 from regmix_plugin.errors import ConfigError
 from regmix_plugin.sweep import collect_runs, plan_sweep, run_sweep, sweep_status
 from regmix_plugin.sweep.config import LocalSettings
-from regmix_plugin.sweep.launchers.local import LocalLauncher, device_slots
 
 
 def _slots(environ: dict[str, str], count: int, **local: object) -> list[list[str]]:
+    from regmix_plugin.sweep.launchers.local import device_slots
+
     return device_slots(LocalSettings(**local), environ, count)  # type: ignore[arg-type]
 
 
@@ -77,6 +78,8 @@ def test_slots_beyond_the_gpus_are_an_error(environ, count, local, needle) -> No
 
 
 def test_cpu_slots_hide_the_gpus_and_gpu_slots_fail_without_gpus(make_sweep) -> None:
+    from regmix_plugin.sweep.launchers.local import LocalLauncher
+
     s = make_sweep.write({"launcher": "local", "local": {"num_concurrent": 3}})
     launcher = LocalLauncher(plan_sweep(s.config))
     # num_devices_per_proxy 0: no proxy may land on cuda:0 with device auto
