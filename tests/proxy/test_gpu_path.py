@@ -21,6 +21,7 @@ import pytest
 import yaml
 from proxy_corpus import study_dict
 
+from regmix_plugin.errors import RegMixError
 from regmix_plugin.proxy.train import METRICS_FILE, train_proxy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,11 +144,9 @@ def test_concurrent_proxies_build_the_evaluation_cache_once(band_corpus, tmp_pat
 
 
 def test_diverged_proxy_fails_with_the_reason_and_leaves_no_cache(band_corpus, tmp_path) -> None:
-    from regmix_plugin.proxy.train import ProxyDiverged
-
     study = study_dict(band_corpus, tmp_path, lr=1e30, grad_clip=0.0, num_tokens=32 * 16 * 10)
     out = tmp_path / "run" / "proxies" / "m1"
-    with pytest.raises(ProxyDiverged, match="diverged") as err:
+    with pytest.raises(RegMixError, match="diverged") as err:
         train_proxy(study, MIX, "m1", out)
     assert "proxy.lr" in str(err.value)
     metrics = json.loads((out / METRICS_FILE).read_text())  # strict JSON: no NaN / Infinity

@@ -227,3 +227,18 @@ def test_a_diverged_proxy_is_a_failed_run_with_the_reason(make_sweep, capsys) ->
         assert json.loads((s.sweep_dir / "runs" / mid / "attempts.json").read_text())[-1][
             "error"
         ].startswith("diverged:")
+
+
+def test_a_real_proxy_that_diverges_is_failed_with_its_reason(make_sweep) -> None:
+    proxy = {**TINY_PROXY, "lr": 1e30, "grad_clip": 0.0}
+    s = make_sweep.write(
+        {"launcher": "local", "poll_interval_s": 0.2, "num_retries": 0}, num_mixtures=1, proxy=proxy
+    )
+    assert not run_sweep(s.config).ok
+    (rec,) = sweep_status(s.sweep_dir).records
+    assert rec.state == "failed"
+    assert rec.error.startswith("the proxy exited with code 2: diverged:"), rec.error
+    assert "proxy.lr" in rec.error
+    folder = s.sweep_dir / "runs" / s.ids[0]
+    assert not (folder / "cache").exists()  # no megatron cache files left in its --out
+    assert "diverged" in collect_runs(s.sweep_dir).missing[s.ids[0]]
