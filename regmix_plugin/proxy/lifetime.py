@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 #: Environment variable: the pid of the process whose death must kill this one.
 PARENT_PID_ENV = "REGMIX_PARENT_PID"
@@ -58,10 +59,35 @@ def die_with_parent(parent: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _descends_from(ancestor: int) -> bool:
+    """Whether ``ancestor`` is this process's parent, grandparent, ... (read from ``/proc``)."""
+    pid = os.getppid()
+    for _ in range(64):
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        except OSError:
+            return True  # cannot tell (no /proc): do not kill a healthy rank
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return True
+
+
 def guard_torchrun_rank() -> None:
-    """Under ``torchrun``, tie this rank's life to the ``torchrun`` agent that started it."""
-    if "TORCHELASTIC_RUN_ID" in os.environ:
-        die_with_parent(expected_parent())
+    """Under ``torchrun``, tie this rank's life to the ``torchrun`` agent that started it.
+
+    The agent may sit below the exec wrapper (``bash -c 'torchrun ...'``), so the check of a
+    parent that died early is that the wrapper's pid (``REGMIX_PARENT_PID``) is still an
+    ancestor: once the agent is gone the rank hangs under init or a subreaper.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    _set_parent_death_signal()
+    wrapper = expected_parent()
+    if wrapper is not None and not _descends_from(wrapper):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def wrapped_argv(argv: list[str]) -> list[str]:
