@@ -246,15 +246,15 @@ def run_one(sweep_dir: Path, mixture_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status described in the module docstring."""
+    # Started by `regmix sweep` (launcher local): die with it, even when it is SIGKILLed.
+    if expected_parent() is not None:
+        die_with_parent(expected_parent())
     parser = argparse.ArgumentParser(prog="python -m regmix_plugin.sweep.worker")
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("mixture_ids", nargs="*")
     parser.add_argument("--task-file", type=Path, help="file of mixture ids, one per line")
     parser.add_argument("--index", type=int, help="0-based line of --task-file to run")
     args = parser.parse_args(argv)
-    # Started by `regmix sweep` (launcher local): die with it, even when it is SIGKILLed.
-    if expected_parent() is not None:
-        die_with_parent(expected_parent())
     ids = list(args.mixture_ids)
     if args.task_file is not None:
         lines = [s.strip() for s in args.task_file.read_text().splitlines() if s.strip()]
