@@ -22,6 +22,9 @@ with the ``regmix`` commands a team runs, and checks:
 ``orphans``
     a sweep whose proxy runs under ``torchrun`` is SIGKILLed mid-training: no process of it
     (worker, torchrun, ranks) survives.
+``fused_loss``
+    megatron-core's fused cross-entropy (``labels=``, used on CUDA in bf16) gives the plain
+    cross-entropy's per-token losses and gradients on the same model and batch.
 ``throughput``
     the paper's 1M preset at sequence 2048 (vocabulary 50,304): training tokens/s and the peak
     GPU memory at micro-batch 16, 32 and 64 (megatron-core model, fused cross-entropy, AdamW, the
@@ -71,6 +74,7 @@ CHECKS = (
     "data_parallel",
     "sweep_placement",
     "orphans",
+    "fused_loss",
     "throughput",
 )
 VOCAB = 512
@@ -558,9 +562,13 @@ def _throughput_config(micro_batch: int) -> Any:
     return from_dict(ProxyConfig, section, "proxy")
 
 
-def measure_throughput(micro_batch: int, *, steps: int = 20, repeats: int = 3) -> dict[str, Any]:
+def measure_throughput(
+    micro_batch: int | str, *, steps: int = 20, repeats: int = 3
+) -> dict[str, Any]:
     """Tokens/s (median of ``repeats``) and peak memory of the proxy's training step."""
     import torch
+
+    micro_batch = int(micro_batch)
 
     from regmix_plugin.proxy.cpu_compat import seed_model_parallel
     from regmix_plugin.proxy.model import build_model, token_losses, uses_fused_loss
@@ -611,24 +619,69 @@ def measure_throughput(micro_batch: int, *, steps: int = 20, repeats: int = 3) -
         }
 
 
+def compare_losses() -> dict[str, Any]:
+    """Fused vs plain cross-entropy of one model on one batch (bf16 autocast, CUDA)."""
+    import torch
+
+    from regmix_plugin.proxy.cpu_compat import seed_model_parallel
+    from regmix_plugin.proxy.model import build_model, token_losses
+    from regmix_plugin.proxy.runtime import proxy_runtime
+
+    cfg = _throughput_config(8)
+    out: dict[str, Any] = {}
+    with proxy_runtime(cfg) as rt:
+        s = cfg.seq_length
+        mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool, device=rt.device), diagonal=1)
+        pos = torch.arange(s, device=rt.device).unsqueeze(0).expand(8, s)
+        tokens = torch.randint(0, cfg.vocab_size, (8, s + 1), device=rt.device)
+        for fused in (False, True):
+            seed_model_parallel(0, rt.device)  # the same initial weights both times
+            model = build_model(cfg.model_preset(), cfg, rt.device, fused_loss=fused)
+            with rt.autocast():
+                losses = token_losses(model, tokens[:, :-1], pos, mask, tokens[:, 1:], fused=fused)
+            losses.float().mean().backward()
+            grad = model.embedding.word_embeddings.weight.grad.float()
+            out[str(fused)] = (losses.detach().float(), grad)
+    (plain, g_plain), (fused_l, g_fused) = out["False"], out["True"]
+    loss_diff = float((plain - fused_l).abs().max() / plain.abs().max())
+    grad_diff = float((g_plain - g_fused).norm() / g_plain.norm())
+    return {
+        "status": "passed" if loss_diff < 1e-2 and grad_diff < 5e-2 else "failed",
+        "max_relative_loss_difference": loss_diff,
+        "relative_gradient_difference": grad_diff,
+        "mean_loss": float(plain.mean()),
+    }
+
+
+def _in_subprocess(smoke: Smoke, call: str, *args: str) -> dict[str, Any]:
+    """Run ``gpu_smoke.<call>(*args)`` in a fresh process on the first GPU; its JSON result."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import gpu_smoke; "
+        f"print(json.dumps(gpu_smoke.{call}(*sys.argv[2:])))"
+    )
+    done = smoke.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), *args],
+        timeout=300,
+        CUDA_VISIBLE_DEVICES=_first_gpu(),
+    )
+    if smoke.dry_run:
+        return {"status": "planned"}
+    if done.returncode != 0:
+        return {"status": "failed", "stderr": done.stderr[-2000:]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def check_fused_loss(smoke: Smoke) -> dict[str, Any]:
+    return _in_subprocess(smoke, "compare_losses")
+
+
 def check_throughput(smoke: Smoke) -> dict[str, Any]:
+    # one process per micro-batch: a clean allocator, and its own peak
+    rows = [_in_subprocess(smoke, "measure_throughput", str(mb)) for mb in THROUGHPUT_BATCHES]
     if smoke.dry_run:
         return {"status": "planned", **_dry_build_1m()}
-    rows = []
-    for mb in THROUGHPUT_BATCHES:  # one process each: a clean allocator and peak
-        code = (
-            "import json, sys; sys.path.insert(0, sys.argv[1]); import gpu_smoke; "
-            "print(json.dumps(gpu_smoke.measure_throughput(int(sys.argv[2]))))"
-        )
-        done = smoke.run(
-            [sys.executable, "-c", code, str(Path(__file__).parent), str(mb)],
-            timeout=300,
-            CUDA_VISIBLE_DEVICES=_first_gpu(),
-        )
-        if done.returncode != 0:
-            rows.append({"micro_batch": mb, "status": "failed", "stderr": done.stderr[-2000:]})
-        else:
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for mb, row in zip(THROUGHPUT_BATCHES, rows, strict=True):
+        row.setdefault("micro_batch", mb)
     best = max((r.get("tokens_per_second", 0.0) for r in rows), default=0.0)
     return {
         "status": "passed" if all(r["status"] != "failed" for r in rows) else "failed",
@@ -669,6 +722,7 @@ CHECK_FUNCTIONS: dict[str, Callable[[Smoke], dict[str, Any]]] = {
     "data_parallel": check_data_parallel,
     "sweep_placement": check_sweep_placement,
     "orphans": check_orphans,
+    "fused_loss": check_fused_loss,
     "throughput": check_throughput,
 }
 

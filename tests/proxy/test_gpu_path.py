@@ -154,3 +154,36 @@ def test_diverged_proxy_fails_with_the_reason_and_leaves_no_cache(band_corpus, t
     assert "metrics" not in metrics
     assert not (out / "cache").exists()
     assert [p for p in out.rglob("*") if p.suffix in (".npy", ".txt")] == []
+
+
+@pytest.mark.slow
+def test_gpu_smoke_script_passes_its_dry_run(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "smoke.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "gpu_smoke.py"),
+            "--dry-run",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+            "--assume-gpus",
+            "8",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert {r["status"] for r in summary["results"].values()} == {"planned"}
+    placement = summary["results"]["sweep_placement"]
+    assert placement["slots"] == [["0"], ["1"], ["2"], ["3"]]
+    assert placement["placement"] == {"device": "cuda", "precision": "bf16"}
+    assert (
+        summary["results"]["throughput"]["final_norm"] == "torch.nn.modules.normalization.RMSNorm"
+    )
+    assert len(summary["commands"]) >= 10
