@@ -22,6 +22,7 @@ per study (:func:`eval_cache_dir`), shared by every proxy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -73,7 +74,16 @@ def cache_guard(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / CACHE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            # A file system without flock (Lustre mounted without -o flock): build unguarded,
+            # as megatron-core alone would; concurrent builders may then race.
+            log.warning(
+                "%s: no file locks here (%s); building the index caches unlocked", folder, exc
+            )
         complete = _read_manifest(folder)
         for path in _cache_files(folder):
             if not path.is_file() or complete.get(path.name) == path.stat().st_size:

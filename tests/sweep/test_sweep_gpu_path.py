@@ -91,6 +91,37 @@ def test_cpu_slots_hide_the_gpus_and_gpu_slots_fail_without_gpus(make_sweep) -> 
             LocalLauncher(plan_sweep(s.config))
 
 
+def test_slurm_and_nemo_run_tasks_get_their_gpus_or_none(make_sweep) -> None:
+    from regmix_plugin.sweep.launchers.slurm import SlurmLauncher
+
+    s = make_sweep.write({"launcher": "slurm", "slurm": {"num_gpus_per_task": 8}})
+    plan = plan_sweep(s.config)
+    script = SlurmLauncher(plan).script(plan, s.sweep_dir / "slurm" / "array-0.ids", 2)
+    # one CPU per rank, not one per task; Slurm itself sets the task's CUDA_VISIBLE_DEVICES
+    assert "#SBATCH --cpus-per-task=8" in script and "--gres=gpu:8" in script
+    assert "CUDA_VISIBLE_DEVICES" not in script
+    s.write({"launcher": "slurm", "num_threads_per_proxy": 3})
+    plan = plan_sweep(s.config)
+    script = SlurmLauncher(plan).script(plan, s.sweep_dir / "slurm" / "array-0.ids", 2)
+    assert "#SBATCH --cpus-per-task=3" in script
+    assert "export CUDA_VISIBLE_DEVICES=\n" in script  # no GPU: the proxy must not find one
+    s.write({"launcher": "slurm", "slurm": {"num_cpus_per_task": 5, "num_gpus_per_task": 2}})
+    plan = plan_sweep(s.config)
+    assert "--cpus-per-task=5" in SlurmLauncher(plan).script(plan, s.sweep_dir / "x.ids", 1)
+
+    pytest.importorskip("nemo_run")
+    from regmix_plugin.sweep.launchers.nemo_run import NemoRunLauncher
+
+    s.write({"launcher": "nemo_run", "nemo_run": {"num_concurrent": 2}})
+    plan = plan_sweep(s.config)
+    scripts = NemoRunLauncher(plan).scripts(plan, s.ids)
+    # every lane of the local executor used to get GPU 0; with no GPUs per lane, none
+    assert [line for _, text in scripts for line in text.splitlines() if "CUDA" in line] == [
+        "export CUDA_VISIBLE_DEVICES=''",
+        "export CUDA_VISIBLE_DEVICES=''",
+    ]
+
+
 def _cuda_count() -> int:
     import torch
 
