@@ -107,12 +107,19 @@ def sample(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Sampl
 
 def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any]:
     """What defines a sweep's runs besides the command: the domains and proxy settings and the
-    data on disk (sizes and modification times), so changed data is never mixed in silently."""
+    data on disk (sizes and modification times) and the device and precision the proxies will
+    resolve to, so changed data or placement is never mixed in silently."""
     record = catalogue_record(catalogue)
     record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+    from regmix_plugin.proxy.runtime import planned_placement
+    from regmix_plugin.sweep.launchers import devices_per_proxy
+
+    proxy = study.section_data("proxy")
     return {
         "domains_section": study.section_data("domains"),
-        "proxy": study.section_data("proxy"),
+        "proxy": proxy,
+        # What `device: auto` / `precision: auto` resolve to: CPU and GPU runs never mix.
+        "placement": planned_placement(proxy, devices_per_proxy(study.sweep)),
         "data": record,
     }
 
@@ -311,7 +318,9 @@ def evaluate(
         if progress is not None:
             progress(ProxyProgress("evaluate", i, len(candidates), label, starting=True))
         mid = mixture_id(weights)
-        metrics = train_proxy(proxy, catalogue, weights, mid, layout.evaluate_run(label))
+        metrics = train_proxy(
+            proxy, catalogue, weights, mid, layout.evaluate_run(label), eval_cache=layout.eval_cache
+        )
         if progress is not None:
             progress(ProxyProgress("evaluate", i + 1, len(candidates), label))
         runs[label] = {

@@ -95,8 +95,9 @@ class SlurmSettings:
     time: str = "01:00:00"
     """``--time`` limit of each proxy, in Slurm's format (``HH:MM:SS``, ``D-HH:MM``)."""
 
-    num_cpus_per_task: int = 1
-    """``--cpus-per-task`` of each proxy."""
+    num_cpus_per_task: int | None = None
+    """``--cpus-per-task`` of each proxy; None: ``sweep.num_threads_per_proxy`` per rank, that is
+    times ``num_gpus_per_task`` when the task has GPUs (one rank per GPU), else once."""
 
     num_gpus_per_task: int = 0
     """``--gres=gpu:N`` of each proxy; above 1 the proxy is started with torchrun."""
@@ -123,7 +124,8 @@ class SlurmSettings:
     """The ``squeue`` executable, used to follow the submitted arrays."""
 
     def __post_init__(self) -> None:
-        _check_count("sweep.slurm.num_cpus_per_task", self.num_cpus_per_task, 1)
+        if self.num_cpus_per_task is not None:
+            _check_count("sweep.slurm.num_cpus_per_task", self.num_cpus_per_task, 1)
         _check_count("sweep.slurm.num_gpus_per_task", self.num_gpus_per_task, 0)
         _check_count("sweep.slurm.num_array_concurrent", self.num_array_concurrent, 0)
         if not _SLURM_TIME.match(self.time):
@@ -148,7 +150,9 @@ class NemoRunSettings:
     """``local`` (``run.LocalExecutor``) or ``slurm`` (``run.SlurmExecutor``, needs sacct)."""
 
     num_concurrent: int = 1
-    """Local executor: tasks (lanes) at once; each lane trains its share of the mixtures in turn."""
+    """Local executor: tasks (lanes) at once; each lane trains its share of the mixtures in turn.
+    With ``num_gpus_per_node`` set, lane i owns GPUs i*N .. i*N+N-1 of the machine (its
+    ``CUDA_VISIBLE_DEVICES``), placed as by ``sweep.local``."""
 
     experiment_name: str = "regmix-sweep"
     """Title of the NeMo-Run experiments (they are kept under the sweep folder)."""
@@ -163,7 +167,9 @@ class NemoRunSettings:
     """Slurm executor: time limit of each proxy."""
 
     num_gpus_per_node: int = 0
-    """Slurm executor: GPUs of each proxy (``gpus_per_node``); above 1 the proxy uses torchrun."""
+    """GPUs of each proxy: ``gpus_per_node`` of the Slurm executor, the lane's share of the
+    machine's GPUs with the local executor; 0 trains on the CPU; above 1 the proxy uses
+    torchrun."""
 
     container_image: str | None = None
     """Slurm executor: container image (pyxis), or None to run on the host."""
