@@ -19,7 +19,7 @@ failed; a killed proxy keeps it for its resume). A proxy whose training or evalu
 NaN or infinite has diverged: it writes ``metrics.json`` with ``complete: false`` and the
 ``failure``, and raises :class:`ProxyDiverged`, so the sweep records a failed run with that
 reason. Under ``torchrun`` each rank dies with its agent
-(:func:`regmix_plugin.proxy.lifetime.guard_torchrun_rank`).
+(:func:`regmix_plugin.lifetime.guard_torchrun_rank`).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def train_proxy(
         log.info("%s: complete metrics for mixture %s exist, nothing to do", out, mixture_id)
         return done
 
-    from regmix_plugin.proxy.lifetime import guard_torchrun_rank
+    from regmix_plugin.lifetime import guard_torchrun_rank
 
     guard_torchrun_rank()
     train_cache = out / "cache"

@@ -15,7 +15,7 @@ is held until both have exited.
 
 Started by the local launcher (``REGMIX_PARENT_PID`` set), the worker asks for SIGKILL when the
 sweep dies, at its own start; it starts the proxy through the exec wrapper of
-:mod:`regmix_plugin.proxy.lifetime`, which does the same for the proxy (no ``preexec_fn``).
+:mod:`regmix_plugin.lifetime`, which does the same for the proxy (no ``preexec_fn``).
 
 Exit status: 0 when every run given is done, 1 when one failed, 75 when one was locked by
 another attempt. It imports nothing heavy: its start-up is part of the sweep's overhead.
@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 
 from regmix_plugin.io import atomic_write_json
 from regmix_plugin.layout import ATTEMPTS_FILE, COMMAND_FILE, DONE_FILE, LOG_FILE, METRICS_FILE
-from regmix_plugin.proxy.lifetime import (
+from regmix_plugin.lifetime import (
     PARENT_PID_ENV,
     die_with_parent,
     expected_parent,

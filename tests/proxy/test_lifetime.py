@@ -1,4 +1,4 @@
-"""The exec wrapper and parent-death guards of ``regmix_plugin.proxy.lifetime`` (real processes)."""
+"""The exec wrapper and parent-death guards of ``regmix_plugin.lifetime`` (real processes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from regmix_plugin.proxy.lifetime import PARENT_PID_ENV, _descends_from, wrapped_argv
+from regmix_plugin.lifetime import PARENT_PID_ENV, _descends_from, wrapped_argv
 
 REPO = Path(__file__).resolve().parents[2]
 

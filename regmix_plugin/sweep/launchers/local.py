@@ -2,7 +2,7 @@
 
 Each worker gets ``SIGKILL`` when the sweep process dies: it arms Linux's
 ``PR_SET_PDEATHSIG`` itself at its start (``REGMIX_PARENT_PID``, see
-:mod:`regmix_plugin.proxy.lifetime`), and so do its proxy and the proxy's torchrun ranks, so
+:mod:`regmix_plugin.lifetime`), and so do its proxy and the proxy's torchrun ranks, so
 killing the sweep never leaves proxies running unseen; a rerun resumes them.
 
 Devices: with ``num_devices_per_proxy: 0`` every proxy gets ``CUDA_VISIBLE_DEVICES=""`` and
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from regmix_plugin.errors import ConfigError, LaunchError
-from regmix_plugin.proxy.lifetime import PARENT_PID_ENV
+from regmix_plugin.lifetime import PARENT_PID_ENV
 from regmix_plugin.sweep.launchers import worker_argv
 
 if TYPE_CHECKING:

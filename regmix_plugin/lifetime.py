@@ -8,7 +8,7 @@ which CPython documents as unsafe while other threads run):
 
 * the worker calls :func:`die_with_parent` first thing (``REGMIX_PARENT_PID`` names the sweep);
 * the worker starts the proxy command through this module's exec wrapper
-  (``python -m regmix_plugin.proxy.lifetime -- ARGV...``), which sets the signal and then
+  (``python -m regmix_plugin.lifetime -- ARGV...``), which sets the signal and then
   ``exec``\\ s the command in the same process;
 * a proxy rank under ``torchrun`` (which starts its ranks in a new session, with no
   parent-death signal) calls :func:`guard_torchrun_rank` before building anything.
@@ -92,7 +92,7 @@ def guard_torchrun_rank() -> None:
 
 def wrapped_argv(argv: list[str]) -> list[str]:
     """``argv`` run through the exec wrapper (same pid, dies with the caller)."""
-    return [sys.executable, "-m", "regmix_plugin.proxy.lifetime", "--", *argv]
+    return [sys.executable, "-m", "regmix_plugin.lifetime", "--", *argv]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        print("usage: python -m regmix_plugin.proxy.lifetime -- COMMAND [ARG...]", file=sys.stderr)
+        print("usage: python -m regmix_plugin.lifetime -- COMMAND [ARG...]", file=sys.stderr)
         return 2
     die_with_parent(expected_parent())
     # Ranks that torchrun starts from this process check that it is still their parent.
