@@ -142,3 +142,19 @@ def test_collect_settings_reject_a_pattern_without_a_dataset_group() -> None:
         from_dict(CollectSettings, {"tag_patterns": ["^val_(.*)$"]}, "sweep.collect")
     with pytest.raises(ConfigError, match="not a valid regex"):
         from_dict(CollectSettings, {"log_dataset_pattern": "(?P<dataset>"}, "sweep.collect")
+
+
+def test_failed_or_diverged_external_runs_are_missing_with_the_reason(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for mid, doc in {
+        "ok": {"mixture_id": "ok", "complete": True, "metrics": {"val_loss/a": 2.5}},
+        "failed": {"mixture_id": "failed", "complete": False, "failure": "diverged at step 7"},
+        "nan": {"mixture_id": "nan", "complete": True, "metrics": {"val_loss/a": float("nan")}},
+    }.items():
+        (runs / mid).mkdir(parents=True)
+        (runs / mid / "metrics.json").write_text(json.dumps(doc))
+    collected = collect_runs(runs)
+    assert collected.table.ids == ["failed", "nan", "ok"]
+    assert collected.table.row("ok").tolist() == [2.5]
+    assert collected.missing["failed"] == "the proxy failed: diverged at step 7"
+    assert "not finite" in collected.missing["nan"]
