@@ -28,7 +28,12 @@ from regmix_plugin.domains import (
 )
 from regmix_plugin.errors import ConfigError, DataError, RegMixError
 from regmix_plugin.evaluate import EvaluateConfig, l1_distance
-from regmix_plugin.io import atomic_write_json, atomic_write_text
+from regmix_plugin.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output_path,
+    remove_stale_temps,
+)
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
     SampleResult,
@@ -190,6 +195,8 @@ def fit(
     """``fit``: one regressor per target from the mixtures and results tables into ``model/``."""
     from regmix_plugin.regression import fit as fit_models
 
+    check_output_path(layout.model_dir, "the model folder")
+    remove_stale_temps(layout.model_dir)
     names = None if catalogue is None else catalogue.names
     mixtures = read_weights_table(layout.mixtures, names)
     results = read_table(layout.results)
