@@ -38,9 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = sub.add_parser("build", help="install packages, extract, tokenise, write prefixes")
     build.add_argument("out_dir", help="output folder (.bin/.idx, tokenizer.json, manifest.json)")
     build.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    build.add_argument(
-        "--no-install", action="store_true", help="fail instead of running apt-get"
-    )
+    build.add_argument("--no-install", action="store_true", help="fail instead of running apt-get")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = PRESETS[args.preset]()

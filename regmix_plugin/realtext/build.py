@@ -89,7 +89,9 @@ class DomainSpec:
             raise ConfigError(f"domain {self.name}: max_bytes must be >= 1, got {self.max_bytes}")
 
 
-def _domain(name: str, description: str, packages: str, fmt: str, pattern: str, **kw: Any) -> DomainSpec:
+def _domain(
+    name: str, description: str, packages: str, fmt: str, pattern: str, **kw: Any
+) -> DomainSpec:
     return DomainSpec(
         name=name,
         description=description,
@@ -144,7 +146,7 @@ class RealTextConfig:
     """The training domains, each written as a training and a validation prefix."""
     target: DomainSpec = DEFAULT_TARGET
     """The target set, written whole as ``target_<name>_text_document``."""
-    vocab_size: int = 4096
+    vocab_size: int = 2048
     """Size of the BPE vocabulary, the end-of-document token and the 256 bytes included."""
     tokenizer_bytes_per_domain: int = 1_000_000
     """UTF-8 bytes of each domain's training documents the tokenizer is trained on."""
@@ -312,7 +314,9 @@ def encode_documents(tokenizer: Any, docs: Sequence[str]) -> Iterator[np.ndarray
     """Token arrays (``uint16``) of ``docs``, each ending with the end-of-document token."""
     eod = tokenizer.token_to_id(EOD_TOKEN)
     for start in range(0, len(docs), _ENCODE_BATCH):
-        batch = tokenizer.encode_batch(list(docs[start : start + _ENCODE_BATCH]), add_special_tokens=False)
+        batch = tokenizer.encode_batch(
+            list(docs[start : start + _ENCODE_BATCH]), add_special_tokens=False
+        )
         for enc in batch:
             yield np.array([*enc.ids, eod], dtype=np.uint16)
 
@@ -352,7 +356,9 @@ def build_corpus(out_dir: str | Path, cfg: RealTextConfig | None = None) -> dict
     domains = []
     for spec in cfg.domains:
         domains.append(read_domain(spec, cfg))
-        log.info("%s: %d files, %d documents", spec.name, len(domains[-1].files), len(domains[-1].train))
+        log.info(
+            "%s: %d files, %d documents", spec.name, len(domains[-1].files), len(domains[-1].train)
+        )
     target = read_domain(cfg.target, cfg, holdout=False)
     tokenizer = train_tokenizer({d.spec.name: d.train for d in domains}, cfg)
     atomic_write_text(out / TOKENIZER, tokenizer.to_str(pretty=True) + "\n")
@@ -372,7 +378,9 @@ def build_corpus(out_dir: str | Path, cfg: RealTextConfig | None = None) -> dict
         "description": cfg.target.description,
         "packages": list(cfg.target.packages),
         "num_documents_extracted": target.num_extracted,
-        "set": _write_prefix(out, f"target_{cfg.target.name}_text_document", tokenizer, target.train),
+        "set": _write_prefix(
+            out, f"target_{cfg.target.name}_text_document", tokenizer, target.train
+        ),
         "files": _files_record(target.files),
     }
     outputs = sorted(
@@ -380,7 +388,10 @@ def build_corpus(out_dir: str | Path, cfg: RealTextConfig | None = None) -> dict
     )
     expected = {TOKENIZER} | {
         f"{r['prefix']}{ext}"
-        for r in [*(v[s] for v in records.values() for s in ("train", "valid")), target_record["set"]]
+        for r in [
+            *(v[s] for v in records.values() for s in ("train", "valid")),
+            target_record["set"],
+        ]
         for ext in (".bin", ".idx")
     }
     manifest = {
@@ -409,5 +420,7 @@ def load_manifest(out_dir: str | Path) -> dict[str, Any]:
 
     p = Path(out_dir) / MANIFEST
     if not p.is_file():
-        raise DataError(f"{p} is missing: build the corpus first (python -m regmix_plugin.realtext build)")
+        raise DataError(
+            f"{p} is missing: build the corpus first (python -m regmix_plugin.realtext build)"
+        )
     return json.loads(p.read_text(encoding="utf-8"))

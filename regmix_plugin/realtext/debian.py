@@ -57,9 +57,7 @@ def install_packages(packages: Sequence[str], *, install: bool = True) -> list[s
         return []
     command = "apt-get update && apt-get install -y --no-install-recommends " + " ".join(missing)
     if not install or not is_root() or shutil.which("apt-get") is None:
-        raise DataError(
-            f"the Debian packages {missing} are not installed; as root run: {command}"
-        )
+        raise DataError(f"the Debian packages {missing} are not installed; as root run: {command}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log.info("installing Debian packages %s", " ".join(missing))
     for argv in (

@@ -141,7 +141,7 @@ def roff_to_text(source: str) -> str:
             current.clear()
 
     for raw in source.split("\n"):
-        if raw.startswith((".\\\"", "'\\\"")) or raw.strip() in (".", "'"):
+        if raw.startswith(('.\\"', "'\\\"")) or raw.strip() in (".", "'"):
             continue
         if not raw.startswith((".", "'")):
             text = _unescape(raw).rstrip("\\")
@@ -172,7 +172,7 @@ def roff_to_text(source: str) -> str:
 
 def extract_roff(files: Sequence[str]) -> list[str]:
     """One plain-text document per manual page; ``.so`` pages (aliases) are skipped."""
-    docs = []
+    docs: list[str] = []
     for p in files:
         data = _read_gzip(p) if p.endswith(".gz") else Path(p).read_bytes()
         source = decode(data)
@@ -197,7 +197,7 @@ def _base64_number(field: str, where: str) -> int:
 
 def extract_dictd(files: Sequence[str]) -> list[str]:
     """One document per dictionary entry; ``files`` holds ``*.dict.dz`` and/or ``*.index``."""
-    docs = []
+    docs: list[str] = []
     for dz in (p for p in files if p.endswith(".dict.dz")):
         index = dz[: -len(".dict.dz")] + ".index"
         if not Path(index).is_file():
@@ -206,8 +206,10 @@ def extract_dictd(files: Sequence[str]) -> list[str]:
         spans = set()
         for number, line in enumerate(decode(Path(index).read_bytes()).split("\n"), 1):
             fields = line.split("\t")
-            if len(fields) < 3 or fields[0].startswith("00-database") or fields[0].startswith(
-                "00database"
+            if (
+                len(fields) < 3
+                or fields[0].startswith("00-database")
+                or fields[0].startswith("00database")
             ):
                 continue
             where = f"{index} line {number}"
@@ -222,7 +224,7 @@ def extract_dictd(files: Sequence[str]) -> list[str]:
 
 def extract_fortune(files: Sequence[str]) -> list[str]:
     """One document per fortune."""
-    docs = []
+    docs: list[str] = []
     for p in files:
         text = decode(Path(p).read_bytes())
         docs.extend(part.strip("\n") + "\n" for part in re.split(r"(?m)^%\n", text + "\n"))
@@ -233,7 +235,9 @@ def extract_bible(files: Sequence[str]) -> list[str]:
     """One document per chapter, printed by the ``bible`` program from ``bible.data``."""
     data = [p for p in files if p.endswith("/bible.data")]
     if not data:
-        raise DataError("the bible domain selected no bible.data file; is bible-kjv-text installed?")
+        raise DataError(
+            "the bible domain selected no bible.data file; is bible-kjv-text installed?"
+        )
     folder = str(Path(data[0]).parent)
     try:
         done = subprocess.run(
@@ -247,7 +251,9 @@ def extract_bible(files: Sequence[str]) -> list[str]:
             "the `bible` program is missing: install the Debian package bible-kjv"
         ) from exc
     except subprocess.CalledProcessError as exc:
-        raise DataError(f"`bible` failed on {folder}: {exc.stderr.decode(errors='replace')}") from exc
+        raise DataError(
+            f"`bible` failed on {folder}: {exc.stderr.decode(errors='replace')}"
+        ) from exc
     chapters: dict[str, list[str]] = {}
     verse = re.compile(r"^(\d?[A-Za-z]+\d+):(\d+) (.*)$")
     for line in decode(done.stdout).split("\n"):
@@ -261,7 +267,7 @@ def extract_bible(files: Sequence[str]) -> list[str]:
 
 def extract_wordnet(files: Sequence[str]) -> list[str]:
     """Documents of consecutive synset records of the WordNet ``data.*`` files."""
-    docs = []
+    docs: list[str] = []
     n = WORDNET_RECORDS_PER_DOCUMENT
     for p in files:
         records = [r for r in decode(Path(p).read_bytes()).split("\n") if r and r[0] != " "]
