@@ -18,7 +18,7 @@ Stages (each resumable: a finished run's ``metrics.json`` is kept and skipped on
 
 ``plan`` prints the time arithmetic from a measured proxy (``--proxy-seconds``) instead.
 
-    python benchmarks/bench_realtext.py plan --proxy-seconds 60 --large-seconds 300
+    python benchmarks/bench_realtext.py plan --proxy-seconds 48 --large-seconds 210
     python benchmarks/bench_realtext.py run --config configs/realtext.yaml
 
 Runs ``--num-concurrent`` trainings at a time, one thread each. The study is sized for a 2-core
@@ -281,8 +281,8 @@ def main() -> int:
     parser.add_argument("--large-hidden", type=int, default=128)
     parser.add_argument("--large-ffn", type=int, default=256)
     parser.add_argument("--token-factor", type=int, default=4)
-    parser.add_argument("--proxy-seconds", type=float, default=60.0)
-    parser.add_argument("--large-seconds", type=float, default=300.0)
+    parser.add_argument("--proxy-seconds", type=float, default=48.0)
+    parser.add_argument("--large-seconds", type=float, default=210.0)
     parser.add_argument("--fixed-seconds", type=float, default=300.0)
     args = parser.parse_args()
     (run if args.mode == "run" else plan)(args)

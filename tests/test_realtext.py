@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from _requirements import require_or_skip
 
-from regmix_plugin.errors import ConfigError
+from regmix_plugin.errors import ConfigError, DataError
 from regmix_plugin.realtext import debian
 from regmix_plugin.realtext.build import (
     EOD_TOKEN,
@@ -141,6 +141,12 @@ def test_domain_spec_rejects_unknown_format_and_bad_name() -> None:
         DomainSpec(name="a-b", description="", packages=("p",), format="text", pattern=".")
 
 
+def test_missing_package_without_install_names_the_command() -> None:
+    require_or_skip(debian.package_version("dpkg") is not None, "not a Debian system")
+    with pytest.raises(DataError, match="apt-get install -y --no-install-recommends regmix-none"):
+        debian.install_packages(["regmix-none"], install=False)
+
+
 # --- extraction from real packages --------------------------------------------------------------
 
 
@@ -230,9 +236,12 @@ def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_rebuild_is_byte_identical(small_corpus: Path) -> None:
-    again = small_corpus.parent / "b"
-    build_corpus(again, SMALL)
+def test_rebuild_is_byte_identical(small_corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from regmix_plugin.realtext.__main__ import main
+
+    again = small_corpus.parent / "b"  # the second build through the command-line entry
+    assert main(["build", str(again), "--preset", "small", "--no-install"]) == 0
+    assert "fortunes_it" in capsys.readouterr().out
     first, second = _hashes(small_corpus), _hashes(again)
     assert MANIFEST in first and len(first) == 2 * 2 * (len(SMALL.domains)) + 2 + 2
     assert first == second
