@@ -14,7 +14,7 @@
    document as its end;
 5. write ``<domain>_text_document`` (training) and ``<domain>_valid_text_document`` per domain and
    ``target_<name>_text_document`` with megatron-core's writer (``uint16`` tokens);
-6. write ``manifest.json`` last: the config, the Debian release, every package's version, every
+6. write ``manifest.json`` last: the config (less ``install``), the Debian release, every package's version, every
    file read (size and SHA-256), document, byte and token counts, and the SHA-256 of every output.
 
 Same packages, same config: byte-identical outputs (sorted inputs, seeded shuffles, no times).
@@ -399,7 +399,8 @@ def build_corpus(out_dir: str | Path, cfg: RealTextConfig | None = None) -> dict
     }
     manifest = {
         "builder_version": BUILDER_VERSION,
-        "config": to_dict(cfg),
+        # ``install`` only decides whether apt-get may run; it does not change the outputs
+        "config": {k: v for k, v in to_dict(cfg).items() if k != "install"},
         "debian_version": _debian_release(),
         "packages": {p: debian.package_version(p) for p in cfg.packages},
         "tokenizer": {
