@@ -14,8 +14,9 @@
    document as its end;
 5. write ``<domain>_text_document`` (training) and ``<domain>_valid_text_document`` per domain and
    ``target_<name>_text_document`` with megatron-core's writer (``uint16`` tokens);
-6. write ``manifest.json`` last: the config (less ``install``), the Debian release, every package's version, every
-   file read (size and SHA-256), document, byte and token counts, and the SHA-256 of every output.
+6. write ``manifest.json`` last: the config (less ``install``), the Debian release, every
+   package's version, every file read (size and SHA-256), document, byte and token counts, and
+   the SHA-256 of every output.
 
 Same packages, same config: byte-identical outputs (sorted inputs, seeded shuffles, no times).
 """
