@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip
 CONSTRAINTS := .ci/constraints.txt
 SOURCES := $(wildcard csrc/*/*.cpp csrc/*/*.h)
 
-.PHONY: setup build quickstart test test-fast check format bench clean nemo-env system-deps
+.PHONY: setup build quickstart test test-fast check format bench clean nemo-env py312-env system-deps
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,30 @@ $(NEMO_VENV)/.installed: $(NEMO_CONSTRAINTS)
 	$(NEMO_VENV)/bin/python -m pip install -q -c $(NEMO_CONSTRAINTS) torch
 	$(NEMO_VENV)/bin/python -m pip install -q -c $(NEMO_CONSTRAINTS) 'nemo-toolkit[llm,run]' megatron-core pyarrow leptonai
 	$(NEMO_VENV)/bin/python -c 'from nemo.collections import llm'
+	touch $@
+
+# The Python 3.12 environment with the current stack (megatron-core 0.19.2, Megatron-Bridge 0.6.2
+# data path, NeMo-Run) that `make test` runs the blending, Megatron-integration, proxy and stack
+# tests in as well (tests/stack/py312_tests.txt). A no-op once built. Pins:
+# tests/stack/constraints-312.txt. torch resolves to the CUDA build there (no CPU build for 3.12
+# on PyPI); it runs on the CPU. Megatron-Bridge is installed without its dependencies (its
+# resolver path builds fast-hadamard-transform from source and downgrades megatron-core); the
+# ones its data path needs are listed here.
+PYTHON312 ?= python3.12
+VENV312 ?= .venv-312
+PY312_CONSTRAINTS := tests/stack/constraints-312.txt
+py312-env: $(VENV312)/.installed
+
+$(VENV312)/.installed: pyproject.toml setup.py $(PY312_CONSTRAINTS)
+	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install -q --upgrade pip
+	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) torch
+	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) -e '.[dev,nemo-run]' megatron-core
+	$(VENV312)/bin/python -m pip install -q --no-deps -c $(PY312_CONSTRAINTS) megatron-bridge
+	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) transformers datasets \
+	    omegaconf einops megatron-energon diffusers nvidia-modelopt
+	$(VENV312)/bin/python setup.py -q build_ext --inplace --build-temp build/py312
+	$(VENV312)/bin/python -c 'import megatron.core, megatron.training, regmix_plugin._blend'
 	touch $@
 
 # Rebuild the C++ extensions in place after editing csrc/.
