@@ -27,9 +27,7 @@ from regmix_plugin.megatron import use_exact_ratio_blending
 
 __all__ = ["LaunchTarget", "parse_launch", "run_with_exact_ratios"]
 
-USAGE = (
-    "usage: python -m regmix_plugin.megatron_lm [--lazy-above N] (SCRIPT | -m MODULE) [ARGS...]"
-)
+USAGE = "usage: python -m regmix_plugin.megatron_lm [--lazy-above N] (SCRIPT | -m MODULE) [ARGS...]"
 
 
 @dataclass(kw_only=True, frozen=True)
