@@ -1,4 +1,4 @@
-"""Helpers of the stack tests: launching ranks, and the exact-ratio property checked from scratch."""
+"""Helpers of the stack tests: launching ranks; the exact-ratio property checked from scratch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
