@@ -7,14 +7,15 @@ of each validation set as one line (``evaluate_and_print_results``)::
      validation-arxiv loss at iteration 1000 | lm loss value: 3.210000E+00 | ...
 
 the second form with ``--multiple-validation-sets``: ``-<name>`` from ``--validation-set-names``
-(else ``-<index>``). The end-of-training evaluation says ``at iteration N on validation set``
-and the test set ``at iteration N on test set`` (skipped here). Its TensorBoard scalars are
-``lm loss validation`` or ``lm loss validation-<name>`` (plus ``... vs samples`` and ``... ppl``
-variants, not read). NeMo/Lightning log ``val_loss`` and, with several validation loaders,
-``val_loss/dataloader_idx_<i>``. Each parser returns ``{dataset name or None: (step, value)}``
-keeping the last evaluation; :func:`run_metrics` maps dataset names to domains
-(``sweep.collect.dataset_names``) and names the metrics ``val_loss/<domain>`` (``val_loss`` for a
-single unnamed set), as ``regmix train-proxy`` does.
+(else ``-<index>``). The end-of-training evaluation says ``at iteration N on validation set`` and
+the test set ``at iteration N on test set`` (skipped here). Its TensorBoard scalars are ``lm loss
+validation`` or ``lm loss validation-<name>`` (plus ``... vs samples`` and ``... ppl`` variants,
+not read); its test-set evaluation reuses the validation tags at the same step, after the
+validation values, so the first value of the last step is taken. NeMo/Lightning log ``val_loss``
+and, with several validation loaders, ``val_loss/dataloader_idx_<i>``. Each parser returns
+``{dataset name or None: (step, value)}`` keeping the last evaluation; :func:`run_metrics` maps
+dataset names to domains (``sweep.collect.dataset_names``) and names the metrics
+``val_loss/<domain>`` (``val_loss`` for a single unnamed set), as ``regmix train-proxy`` does.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def read_tensorboard(folder: Path, settings: CollectSettings) -> Found:
                     continue
             events = acc.Scalars(tag)
             if events:
-                last = max(events, key=lambda e: (e.step, e.wall_time))
+                # The first event of the last step: Megatron-LM writes its test-set evaluation
+                # under the same tag and step, after the validation set's.
+                top = max(e.step for e in events)
+                last = next(e for e in events if e.step == top)
                 _keep_last(found, name, float(last.step), float(last.value))
     return found
 
