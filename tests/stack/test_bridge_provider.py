@@ -1,0 +1,80 @@
+"""Megatron-Bridge 0.6.2: ``ExactRatioGPTDatasetProvider`` through Bridge's own dataset building.
+
+Runs in the Python 3.12 environment. ``regmix emit`` writes the blend; ``hosts/bridge_host.py``
+sets ``cfg.dataset`` to the provider built from it and builds the datasets with Bridge's
+``get_dataset_provider`` (its public ``DatasetProvider`` route, no monkeypatch) and
+``build_train_valid_test_datasets``, on two gloo ranks started by torchrun: rank 0 builds the
+exact-ratio index caches, rank 1 loads them, both see the same sequence. An IMPORT STAND-IN
+replaces ``megatron.bridge.peft.lora_layers`` (it imports Transformer Engine, which does not
+build without CUDA; the data path never runs it): see ``hosts/te_standin.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from stack_helpers import HOSTS, max_prefix_deviation, rank_results, torchrun
+
+from regmix_plugin.config import load_study
+from regmix_plugin.emit import emit_study
+
+pytestmark = pytest.mark.stack312
+
+
+@pytest.fixture
+def bridge_importable():
+    from _requirements import require_or_skip
+
+    import importlib.util
+
+    found = importlib.util.find_spec("megatron.bridge") is not None
+    require_or_skip(found, "Megatron-Bridge is not installed (make py312-env)")
+
+
+@pytest.fixture
+def emitted(make_corpus, tmp_path: Path) -> Path:
+    make_corpus({"web": 150, "code": 150, "math": 150, "heldout": 40}, mean_len=30)
+    config = {
+        "run_dir": "run",
+        "domains": {
+            "num_target_tokens": 10_000,
+            "entries": [
+                {"name": n, "prefixes": [f"data/{n}_text_document"]}
+                for n in ("web", "code", "math")
+            ],
+        },
+        "emit": {
+            "formats": ["mcore", "bridge_per_split"],
+            "valid_data_path": ["data/heldout_text_document"],
+        },
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    weights = tmp_path / "weights.yaml"
+    weights.write_text(yaml.safe_dump({"weights": {"web": 0.5, "code": 0.3, "math": 0.2}}))
+    return emit_study(load_study(tmp_path / "study.yaml"), weights_path=weights).out_dir
+
+
+@pytest.mark.slow
+def test_two_ranks_through_bridge(bridge_importable, emitted: Path, tmp_path: Path) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    out.mkdir()
+    host = str(HOSTS / "bridge_host.py")
+    args = ["--emitted", str(emitted), "--cache", str(cache), "--out", str(out)]
+    proc = torchrun(sys.executable, [host, *args])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    rank0, rank1 = rank_results(out)
+    assert rank0["class"] == rank1["class"] == "ExactRatioBlendedDataset"
+    assert not rank0["loaded_from_cache"] and rank1["loaded_from_cache"]
+    assert rank0["dataset_index"] == rank1["dataset_index"]
+    # Bridge asked for train_iters x global_batch_size samples
+    assert len(rank0["dataset_index"]) == 20 * 12
+    data = Path(emitted).parents[1] / "data"
+    assert rank0["prefixes"] == [str(data / f"{n}_text_document") for n in ("web", "code", "math")]
+    assert rank0["weights"] == pytest.approx([0.5, 0.3, 0.2])
+    assert max_prefix_deviation(rank0["dataset_index"], [0.5, 0.3, 0.2]) < 1.0
+    # the per-split file's validation set (held out), and no test split (null in the file)
+    assert rank0["valid_prefix"] == str(data / "heldout_text_document")
+    assert rank0["test"] is None
