@@ -45,7 +45,9 @@ class ExactRatioDatasetBuilder(BlendedMegatronDatasetBuilder):
     """megatron-core's builder, constructing the exact-ratio class where it would blend."""
 
     @staticmethod
-    def build_generic_dataset(cls: Any, is_built_on_rank: Any, synchronize_ranks: bool, *args: Any):  # type: ignore[no-untyped-def]
+    def build_generic_dataset(
+        cls: Any, is_built_on_rank: Any, synchronize_ranks: bool, *args: Any
+    ) -> Any:
         """As megatron-core's, with ``ExactRatioBlendedDataset`` for ``BlendedDataset``."""
         if cls is BlendedDataset:
             cls = ExactRatioBlendedDataset

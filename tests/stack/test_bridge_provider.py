@@ -26,9 +26,9 @@ pytestmark = pytest.mark.stack312
 
 @pytest.fixture
 def bridge_importable():
-    from _requirements import require_or_skip
-
     import importlib.util
+
+    from _requirements import require_or_skip
 
     found = importlib.util.find_spec("megatron.bridge") is not None
     require_or_skip(found, "Megatron-Bridge is not installed (make py312-env)")
