@@ -31,7 +31,7 @@ from regmix_plugin.megatron import use_exact_ratio_blending
 __all__ = ["ExactRatioPreTrainingDataModule"]
 
 
-class ExactRatioPreTrainingDataModule(PreTrainingDataModule):  # type: ignore[misc]
+class ExactRatioPreTrainingDataModule(PreTrainingDataModule):
     """NeMo 2's ``PreTrainingDataModule``, building exact-ratio blends in every rank."""
 
     def build(self, *args: Any, **kwargs: Any) -> None:
