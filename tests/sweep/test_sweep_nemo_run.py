@@ -153,3 +153,15 @@ def test_slurm_executor_sweep_survives_a_kill_and_resumes(
         check=True,
     ).stdout.split()
     assert any("COMPLETED" in j for j in jobs), jobs
+
+
+def test_slurm_task_paths_with_a_nemo_run_folder_are_refused(make_sweep, tmp_path, capsys) -> None:
+    # NeMo-Run's SlurmExecutor rewrites every "/nemo_run" in its sbatch script.
+    from sweep_helpers import SweepFixture
+
+    s = SweepFixture(tmp_path / "nemo_run_studies", make_sweep.prefixes)
+    s.root.mkdir()
+    s.write(_nemo_slurm(), num_mixtures=1)
+    assert main(["sweep", str(s.config), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'/nemo_run'" in err and "sweep.launcher: slurm" in err
