@@ -18,6 +18,8 @@ import pytest
 import yaml
 from stack_helpers import HOSTS, max_prefix_deviation, rank_results, torchrun
 
+sys.path.insert(0, str(HOSTS))  # te_standin
+
 from regmix_plugin.config import load_study
 from regmix_plugin.emit import emit_study
 
@@ -78,3 +80,34 @@ def test_two_ranks_through_bridge(bridge_importable, emitted: Path, tmp_path: Pa
     # the per-split file's validation set (held out), and no test split (null in the file)
     assert rank0["valid_prefix"] == str(data / "heldout_text_document")
     assert rank0["test"] is None
+
+
+def test_from_emitted_reads_the_blend_files(bridge_importable, emitted: Path, tmp_path) -> None:
+    import json
+
+    import te_standin  # the import stand-in for Bridge's LoRA module (see the module docstring)
+
+    te_standin.install()
+    from megatron.bridge.data.base import DatasetBuildContext, DatasetProvider
+
+    from regmix_plugin.bridge import ExactRatioGPTDatasetProvider
+    from regmix_plugin.errors import ConfigError, DataError
+
+    per_split = ExactRatioGPTDatasetProvider.from_emitted(emitted, sequence_length=8)
+    assert isinstance(per_split, DatasetProvider)  # what Bridge's get_dataset_provider checks
+    doc = json.loads((emitted / "bridge_per_split_data_args.json").read_text())
+    assert per_split.blend is None and per_split.split is None
+    assert per_split.blend_per_split[0] == (
+        doc["train"][1::2],
+        [float(w) for w in doc["train"][::2]],
+    )
+    assert per_split.blend_per_split[2] is None
+    # without validation data in the per-split file: mcore_blend.json and its split
+    (emitted / "bridge_per_split_data_args.json").unlink()
+    single = ExactRatioGPTDatasetProvider.from_emitted(emitted, sequence_length=8)
+    mcore = json.loads((emitted / "mcore_blend.json").read_text())
+    assert single.blend == tuple(mcore["blend"]) and single.split == mcore["split"]
+    with pytest.raises(DataError, match="regmix emit"):
+        ExactRatioGPTDatasetProvider.from_emitted(tmp_path / "nowhere", sequence_length=8)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        single.build_datasets(DatasetBuildContext(train_samples=8, valid_samples=0, test_samples=0))
