@@ -199,7 +199,8 @@ class CollectSettings:
     """``sweep.collect``: how ``regmix collect`` reads runs, including runs made outside regmix.
 
     Runs launched by a team's own Megatron-LM or NeMo scripts are read from their logs
-    (``validation loss at ... | <key> value: <x>`` lines) and TensorBoard event files. Each
+    (Megatron-LM's ``validation[-<name>] loss at ... | <key> value: <x> |`` lines) and TensorBoard
+    event files. Each
     source gives a *dataset name* (from a tag or a log line), mapped to a domain by
     ``dataset_names`` (identity for names not listed), and stored as ``val_loss/<domain>``.
     """
@@ -212,17 +213,13 @@ class CollectSettings:
 
     tag_patterns: list[str] = field(
         default_factory=lambda: [
-            r"^lm loss validation (?!\(aggregated\))(?P<dataset>.+?)(?<! vs samples)(?<! ppl)$",
+            r"^lm loss validation-(?P<dataset>.+?)(?<! vs samples)(?<! ppl)$",
             r"^val_loss/(?P<dataset>.+)$",
             r"^val_loss_(?P<dataset>.+)$",
         ]
     )
-    """Regular expressions over TensorBoard tags; group ``dataset`` names the validation set."""
-
-    log_dataset_pattern: str = (
-        r"(?:validation set|valid(?:ation)? dataset|dataset)\s+(?P<dataset>[\w./-]+)"
-    )
-    """Regular expression over the text after ``validation loss at``; group ``dataset``."""
+    """Regular expressions over TensorBoard tags; group ``dataset`` names the validation set.
+    The first is Megatron-LM's ``lm loss validation-<name>`` (``--multiple-validation-sets``)."""
 
     log_loss_key: str = "lm loss"
     """The loss key in Megatron log lines (``<key> value: x``)."""
@@ -234,7 +231,7 @@ class CollectSettings:
     """Where ``regmix collect`` writes the table; None: ``<run_dir>/results.csv``."""
 
     def __post_init__(self) -> None:
-        for i, pat in enumerate([*self.tag_patterns, self.log_dataset_pattern]):
+        for i, pat in enumerate(self.tag_patterns):
             try:
                 compiled = re.compile(pat)
             except re.error as exc:
@@ -242,11 +239,8 @@ class CollectSettings:
                     f"sweep.collect pattern {pat!r} is not a valid regex: {exc}"
                 ) from exc
             if "dataset" not in compiled.groupindex:
-                where = (
-                    f"tag_patterns[{i}]" if i < len(self.tag_patterns) else "log_dataset_pattern"
-                )
                 raise ValueError(
-                    f"sweep.collect.{where} {pat!r} needs a named group (?P<dataset>...)"
+                    f"sweep.collect.tag_patterns[{i}] {pat!r} needs a named group (?P<dataset>...)"
                 )
         if not self.log_globs and not self.tensorboard:
             raise ValueError(

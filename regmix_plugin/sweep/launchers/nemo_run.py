@@ -6,7 +6,7 @@ With ``executor: local`` (``run.LocalExecutor``) the runs are shared out over
 With ``executor: slurm`` (``run.SlurmExecutor`` over a ``LocalTunnel``; it reads job states
 from ``sacct``, so the cluster needs accounting) every run is its own task and Slurm queues
 them. Either way each task runs the regmix worker, so markers and retries are the same as with
-the other launchers. The experiments are kept under ``<sweep>/nemo_run/``.
+the other launchers. The experiments are kept under ``<sweep>/nemorun/``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ class NemoRunLauncher:
     def __init__(self, plan: SweepPlan) -> None:
         self.settings = plan.settings.nemo_run
         self.run = require("nemo_run", extra="nemo-run")
-        self.base_dir = plan.sweep_dir / "nemo_run"
+        # Not "nemo_run": NeMo-Run's SlurmExecutor (0.11) rewrites every "/nemo_run" in its
+        # sbatch script (its container run folder) to the job folder when no container is used.
+        self.base_dir = plan.sweep_dir / "nemorun"
         self._thread: threading.Thread | None = None
         self._ids: set[str] = set()
         self._error: BaseException | None = None
@@ -59,7 +61,10 @@ class NemoRunLauncher:
             "time": s.time,
             "nodes": 1,
             "ntasks_per_node": 1,
-            "tunnel": run.LocalTunnel(job_dir=str(self.base_dir / "slurm")),
+            # NeMo-Run writes each task's sbatch script under the experiment's folder
+            # (<base_dir>/experiments/...) and submits it from <job_dir>/<title>/<id>/: the
+            # tunnel's job_dir must be that experiments folder or sbatch finds no script.
+            "tunnel": run.LocalTunnel(job_dir=str(self.base_dir / "experiments")),
             "packager": run.Packager(),
         }
         if s.num_gpus_per_node:
@@ -87,7 +92,14 @@ class NemoRunLauncher:
         else:
             lines += cpu_only_env_line(plan.settings)
         lines.append(f"exec {shlex.join(worker_argv(plan, mixture_ids))}")
-        return "\n".join(lines) + "\n"
+        script = "\n".join(lines) + "\n"
+        if self.settings.executor == "slurm" and "/nemo_run" in script:
+            raise LaunchError(
+                "NeMo-Run's SlurmExecutor replaces every '/nemo_run' in a job script with the job "
+                f"folder, and this task's script has one:\n{script}Move the study (or python) to "
+                "a path without a folder named nemo_run*, or use sweep.launcher: slurm"
+            )
+        return script
 
     def scripts(self, plan: SweepPlan, mixture_ids: list[str]) -> list[tuple[str, str]]:
         """(task name, its script) of each task of one experiment."""
