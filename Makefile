@@ -50,7 +50,7 @@ py312-env: $(VENV312)/.installed
 
 $(VENV312)/.installed: pyproject.toml setup.py $(PY312_CONSTRAINTS)
 	test -x $(VENV312)/bin/python || PYENV_VERSION=$${PYENV_VERSION:-3.12.1} $(PYTHON312) -m venv $(VENV312)
-	$(VENV312)/bin/python -m pip install -q --upgrade pip
+	$(VENV312)/bin/python -m pip install -q --upgrade pip 'setuptools>=77'
 	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) torch
 	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) -e '.[dev,nemo-run]' megatron-core
 	$(VENV312)/bin/python -m pip install -q --no-deps -c $(PY312_CONSTRAINTS) megatron-bridge
