@@ -20,6 +20,7 @@ from regmix_plugin.blending import (
     counts_after,
     index_dtype,
     largest_remainder,
+    max_prefix_deviation,
 )
 from regmix_plugin.errors import DataError
 
@@ -108,6 +109,7 @@ def test_index_dtype_is_the_narrowest_that_holds_k() -> None:
         np.testing.assert_array_equal(index.astype(np.int32), wide)
         np.testing.assert_array_equal(sample, wide_sample)
         assert int(index.max()) == int(wide.max())
+        assert max_prefix_deviation(index, w) == max_prefix_deviation(wide, w) < 1.0
 
 
 def _largest_remainder_oracle(quotas: list[float], total: int) -> list[int]:
