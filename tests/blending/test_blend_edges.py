@@ -150,27 +150,6 @@ def test_ties_go_to_the_lower_index_and_rows_are_independent() -> None:
     np.testing.assert_array_equal(apportion(rows, 10), [apportion(r, 10) for r in rows])
 
 
-def test_largest_remainder_equals_the_callers_it_replaces() -> None:
-    """Byte-identical with mixtures._round_to_grid and proxy.data._allocate (the lead's switch)."""
-    from regmix_plugin.mixtures import _round_to_grid
-    from regmix_plugin.proxy.data import _allocate
-
-    rng = np.random.default_rng(0)
-    for num_units, alpha in ((1000, 1.0), (100, 0.3), (10_000, 0.05), (7, 1.0)):
-        w = rng.dirichlet(np.full(9, alpha), size=2000)
-        w = np.where(w < 1e-3, 0.0, w)
-        w /= w.sum(axis=1, keepdims=True)
-        np.testing.assert_array_equal(
-            largest_remainder(w * num_units, num_units), _round_to_grid(w, num_units)
-        )
-    for _ in range(500):
-        sizes = rng.integers(1, 10**6, size=int(rng.integers(1, 8))).tolist()
-        num = int(rng.integers(0, sum(sizes)))
-        quotas = [num * s / sum(sizes) for s in sizes]
-        got = largest_remainder(quotas, num)
-        assert np.minimum(got, sizes).tolist() == _allocate(num, sizes)
-
-
 @pytest.mark.parametrize(
     ("call", "needle"),
     [
