@@ -193,28 +193,36 @@ class LightGBMRegressor:
         """Warnings raised while fitting (also logged)."""
         return list(self._notes)
 
-    def _params(self, num_rows: int) -> dict[str, Any]:
-        s = self.settings
-        mdl = s.min_data_in_leaf
+    def _resolve_min_data(self, num_rows: int) -> int:
+        """``min_data_in_leaf`` for fits on ``num_rows`` rows (the smallest training fold)."""
+        mdl = self.settings.min_data_in_leaf
         if mdl is None:
             # LightGBM's default of 20 rows per leaf allows no split below 40 rows: every
             # prediction would be the mean. Adapt, and say so.
             mdl = 20
             if num_rows < 2 * mdl:
                 mdl = max(2, num_rows // 8)
-                if self._min_data_in_leaf != mdl:
-                    self._note(
-                        f"a fit on only {num_rows} rows (a cross-validation fold or the final "
-                        "fit): LightGBM's default min_data_in_leaf=20 allows no split (the model "
-                        f"would predict a constant); using min_data_in_leaf={mdl} "
-                        "(set fit.lightgbm.min_data_in_leaf to choose)"
-                    )
+                self._note(
+                    f"a cross-validation fold of only {num_rows} rows: LightGBM's default "
+                    f"min_data_in_leaf=20 allows no split (the model would predict a constant); "
+                    f"using min_data_in_leaf={mdl} for the folds and the final model alike "
+                    "(set fit.lightgbm.min_data_in_leaf to choose)"
+                )
         elif num_rows < 2 * mdl:
             self._note(
                 f"only {num_rows} rows with fit.lightgbm.min_data_in_leaf={mdl}: no tree can "
                 "split, the model predicts a constant; lower min_data_in_leaf"
             )
-        self._min_data_in_leaf = mdl
+        return mdl
+
+    def _params(self, num_rows: int) -> dict[str, Any]:
+        """LightGBM parameters. ``min_data_in_leaf`` is fixed by :meth:`tune` (from the
+        smallest training fold) so that the final model is the one that was validated; a fit
+        without tuning resolves it from ``num_rows``."""
+        s = self.settings
+        if self._min_data_in_leaf is None:
+            self._min_data_in_leaf = self._resolve_min_data(num_rows)
+        mdl = self._min_data_in_leaf
         return {
             "objective": "regression",
             "learning_rate": s.learning_rate,
@@ -238,6 +246,7 @@ class LightGBMRegressor:
         """Pick the number of rounds by the mean validation MSE over the folds."""
         lgb = require("lightgbm")
         s = self.settings
+        self._min_data_in_leaf = self._resolve_min_data(min(len(train) for train, _ in folds))
         curves = []
         boosters = []
         for train, valid in folds:
