@@ -21,6 +21,7 @@ from regmix_plugin.regression.uncertainty import (
     choice_intervals,
     estimate_noise,
     find_replicates,
+    paired_spearman_difference,
     predictive_interval,
     probability_beats,
 )
@@ -276,3 +277,19 @@ def test_fit_stores_seed_noise_of_replicates(tmp_path: Path) -> None:
     # Without replicates, nothing is estimated (today's behaviour).
     fit(mix, res, None, _config("linear", 0), tmp_path / "n")
     assert load_model(tmp_path / "n").noise() is None
+
+
+def test_paired_spearman_difference() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal(200)
+    good = truth + 0.3 * rng.standard_normal(200)
+    bad = truth + 1.5 * rng.standard_normal(200)
+    d, lo, hi = paired_spearman_difference(good, bad, truth)
+    from scipy.stats import spearmanr
+
+    expected = spearmanr(good, truth).statistic - spearmanr(bad, truth).statistic
+    assert d == pytest.approx(expected) and 0 < lo < d < hi
+    # The same predictions on both sides: every resample's difference is exactly 0.
+    assert paired_spearman_difference(good, good, truth) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="one length"):
+        paired_spearman_difference(good, bad[:10], truth)

@@ -41,7 +41,9 @@ from regmix_plugin.regression.regressors import (
 from regmix_plugin.regression.uncertainty import (
     NoiseEstimate,
     bootstrap_counts,
+    calibrated_residual_sd,
     estimate_noise,
+    out_of_bag,
     predictive_interval,
 )
 from regmix_plugin.tables import Table, write_table
@@ -53,6 +55,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 #: Per target folder: the out-of-fold predictions of the cross-validation.
 CV_PREDICTIONS_FILE = "cv_predictions.csv"
+#: Per target folder (with an ensemble): out-of-bag residuals and member variances of the
+#: training rows, which calibrate the intervals.
+OOB_FILE = "out_of_bag.csv"
 #: Regressor used when the config names none ("ours").
 DEFAULT_REGRESSOR = "lgbm_gp"
 
@@ -126,6 +131,7 @@ class TargetSummary:
     notes: list[str]
     num_members: int = 0
     residual_sd: float = math.nan
+    oof_rmse: float = math.nan
     noise: NoiseEstimate | None = None
 
 
@@ -373,10 +379,23 @@ def _fit_target(
     oof = model.tune(x, y, folds)
     metrics = cv_metrics(y, oof, folds)
     model.fit(x, y)
+    oof_rmse = math.sqrt(float(np.mean((oof - y) ** 2)))
+    residual_sd = math.nan
+    folder.mkdir(parents=True, exist_ok=True)
     if config.num_members:
         counts = bootstrap_counts(len(y), config.num_members, config.seed)
         model.fit_members(x, y, counts, config.num_threads)
-    folder.mkdir(parents=True, exist_ok=True)
+        resid, var = out_of_bag(model.predict_members(x), counts, y)
+        residual_sd = calibrated_residual_sd(resid, var, 0.9)
+        write_table(
+            folder / OOB_FILE,
+            Table(
+                "row",
+                [str(i) for i in range(len(resid))],
+                ["residual", "variance"],
+                np.column_stack([resid, var]),
+            ),
+        )
     chosen = model.save(folder)
     noise = None
     if replicates is not None:
@@ -400,7 +419,8 @@ def _fit_target(
         chosen=chosen,
         notes=notes,
         num_members=config.num_members,
-        residual_sd=math.sqrt(float(np.mean((oof - y) ** 2))),
+        residual_sd=residual_sd,
+        oof_rmse=oof_rmse,
         noise=noise,
     )
 
@@ -476,7 +496,11 @@ def fit(
                     "cv": to_dict(s.cv),
                     "chosen": s.chosen,
                     "notes": s.notes,
-                    "ensemble": {"num_members": s.num_members, "residual_sd": s.residual_sd},
+                    "ensemble": {
+                        "num_members": s.num_members,
+                        "residual_sd": None if math.isnan(s.residual_sd) else s.residual_sd,
+                        "oof_rmse": s.oof_rmse,
+                    },
                     "noise": None if s.noise is None else to_dict(s.noise),
                     "files": _file_records(tmp / target_slug(s.target), s.chosen),
                 }
@@ -514,6 +538,7 @@ class FittedModel:
         self.domains: list[str] = list(meta["domains"])
         self.regressor: str = meta["regressor"]
         self._models = models
+        self._oob: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def targets(self) -> list[str]:
@@ -569,11 +594,19 @@ class FittedModel:
     def predict_interval(
         self, x: np.ndarray, target: str | None = None, level: float = 0.9
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ensemble mean and central ``level`` predictive interval per row (the members'
-        spread plus the cross-validated residual spread): ``(mean, lo, hi)``."""
+        """Ensemble mean and central ``level`` predictive interval per row: normal, with the
+        members' variance plus a residual variance calibrated so that ``level`` of the
+        training rows' out-of-bag intervals cover them
+        (:func:`~regmix_plugin.regression.uncertainty.calibrated_residual_sd`):
+        ``(mean, lo, hi)``."""
         name = self._target(target)
         members = self.predict_members(x, name)
-        sd = float(self.meta["targets"][name]["ensemble"]["residual_sd"])
+        if name not in self._oob:
+            from regmix_plugin.tables import read_table
+
+            table = read_table(self.path / self.meta["targets"][name]["folder"] / OOB_FILE)
+            self._oob[name] = (table.column("residual"), table.column("variance"))
+        sd = calibrated_residual_sd(*self._oob[name], level)
         return predictive_interval(members, sd, level)
 
     def noise(self, target: str | None = None) -> NoiseEstimate | None:

@@ -9,7 +9,10 @@ can share them:
 - :func:`probability_beats`: how often A is better than B, paired over the members;
 - :func:`choice_intervals`: per-domain interval of each member's own chosen weights;
 - :func:`bootstrap_counts`: the seeded bootstrap resamples of the ensemble;
-- :func:`estimate_noise`: seed noise sigma and signal-to-noise ratio from replicated mixtures.
+- :func:`out_of_bag`, :func:`calibrated_residual_sd`: the residual term of the interval,
+  calibrated on the training rows' out-of-bag predictions;
+- :func:`estimate_noise`: seed noise sigma and signal-to-noise ratio from replicated mixtures;
+- :func:`paired_spearman_difference`: a paired bootstrap interval on a Spearman difference.
 """
 
 from __future__ import annotations
@@ -181,3 +184,70 @@ def find_replicates(ids: Sequence[str], weights: np.ndarray) -> list[list[str]]:
     for rid, row in zip(ids, w, strict=True):
         by_row.setdefault(row.tobytes(), []).append(rid)
     return [g for g in by_row.values() if len(g) > 1]
+
+
+def paired_spearman_difference(
+    a: np.ndarray,
+    b: np.ndarray,
+    truth: np.ndarray,
+    level: float = 0.9,
+    num_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Spearman(a, truth) - Spearman(b, truth), and its central ``level`` percentile interval
+    over bootstrap resamples of the rows (the same resample for both sides: paired)."""
+    from regmix_plugin.regression.fitting import spearman
+
+    _check_level(level)
+    pa, pb, t = (np.asarray(v, dtype=np.float64) for v in (a, b, truth))
+    if not pa.shape == pb.shape == t.shape or pa.ndim != 1 or len(t) < 3:
+        raise ValueError(
+            f"a, b and truth must be 1-d of one length >= 3, got {pa.shape}, {pb.shape}, {t.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(num_resamples)
+    for i in range(num_resamples):
+        idx = rng.integers(0, len(t), len(t))
+        diffs[i] = spearman(pa[idx], t[idx]) - spearman(pb[idx], t[idx])
+    lo, hi = np.quantile(diffs[np.isfinite(diffs)], [0.5 - level / 2, 0.5 + level / 2])
+    return spearman(pa, t) - spearman(pb, t), float(lo), float(hi)
+
+
+def out_of_bag(
+    members: np.ndarray, counts: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per training row: ``y`` minus the mean of the members whose resample did not draw it,
+    and those members' variance. Rows with fewer than two such members are left out.
+    ``members``: ``[members, rows]`` predictions at the training rows; ``counts`` likewise."""
+    m = np.asarray(members, dtype=np.float64)
+    c = np.asarray(counts)
+    if m.shape != c.shape or m.shape[1] != len(y):
+        raise ValueError(f"members {m.shape}, counts {c.shape} and y ({len(y)}) disagree")
+    out = c == 0
+    ok = out.sum(axis=0) >= 2
+    if not ok.any():
+        raise ValueError("no row is out of bag for two members: use more members")
+    masked = np.where(out[:, ok], m[:, ok], np.nan)
+    return np.asarray(y, dtype=np.float64)[ok] - np.nanmean(masked, axis=0), np.nanvar(
+        masked, axis=0, ddof=1
+    )
+
+
+def calibrated_residual_sd(residuals: np.ndarray, variances: np.ndarray, level: float) -> float:
+    """The smallest ``s`` such that a share ``level`` of the out-of-bag rows lies inside its
+    normal interval ``+- z sqrt(variance + s^2)`` (``z``: the normal quantile of ``level``).
+
+    A calibration on the training rows only: each row's interval is the one the model would
+    give a new mixture (the mean and spread of members that did not see it), widened just
+    enough to cover ``level`` of them (the idea of out-of-bag conformal calibration)."""
+    _check_level(level)
+    r, v = np.abs(np.asarray(residuals, dtype=np.float64)), np.asarray(variances, dtype=np.float64)
+    if r.shape != v.shape or r.ndim != 1 or len(r) < 1:
+        raise ValueError(
+            f"residuals and variances must be 1-d of one length, got {r.shape}, {v.shape}"
+        )
+    z = _normal_quantile(0.5 + level / 2)
+    # Row i is covered iff s^2 >= (r_i / z)^2 - v_i: take the level-quantile of that need.
+    need = np.sort((r / z) ** 2 - v)
+    k = math.ceil(level * len(need)) - 1
+    return math.sqrt(max(0.0, float(need[max(k, 0)])))
