@@ -18,6 +18,7 @@ from regmix_plugin.regression import FitConfig, fit, load_model
 from regmix_plugin.regression.regressors import GPRegressor, GPSettings, gp_negative_log_likelihood
 from regmix_plugin.regression.uncertainty import (
     bootstrap_counts,
+    calibrated_residual_sd,
     choice_intervals,
     estimate_noise,
     find_replicates,
@@ -224,10 +225,32 @@ def test_blend_members_and_intervals(tmp_path: Path) -> None:
     # The members' mean is close to the model of every row.
     assert np.abs(members.mean(0) - model.predict(mixtures.values)).max() < 0.05
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
-    sd = meta["targets"]["loss"]["ensemble"]["residual_sd"]
+    ens = meta["targets"]["loss"]["ensemble"]
     oof = read_table(tmp_path / "m" / "loss" / "cv_predictions.csv")
     resid = oof.column("measured") - oof.column("predicted")
-    assert sd == pytest.approx(math.sqrt(np.mean(resid**2)))
+    assert ens["oof_rmse"] == pytest.approx(math.sqrt(np.mean(resid**2)))
+    # The residual term: out-of-bag means/variances of the training rows, recomputed here
+    # member by member, and the 90% interval covers exactly the smallest s reaching 90%.
+    y = results.values[:, 0]
+    counts = bootstrap_counts(48, 8, seed=42)
+    r, v = [], []
+    for i in range(48):
+        out = [members[j, i] for j in range(8) if counts[j, i] == 0]
+        if len(out) >= 2:
+            r.append(y[i] - statistics.fmean(out))
+            v.append(statistics.variance(out))
+    z = statistics.NormalDist().inv_cdf(0.95)
+
+    def coverage(s: float) -> float:
+        return float(
+            np.mean([abs(a) <= z * math.sqrt(b + s * s) for a, b in zip(r, v, strict=True)])
+        )
+
+    s = ens["residual_sd"]
+    assert coverage(s * (1 + 1e-9)) >= 0.9 and (s == 0 or coverage(s * (1 - 1e-6)) < 0.9)
+    mean, _lo, hi = model.predict_interval(mixtures.values[:5], level=0.9)
+    half = z * np.sqrt(members[:, :5].var(axis=0, ddof=1) + s * s)
+    np.testing.assert_allclose(hi - mean, half, rtol=1e-9)
     # Same seed, same members.
     fit(mixtures, results, None, _config("lgbm_gp"), tmp_path / "m2")
     np.testing.assert_array_equal(
@@ -293,3 +316,19 @@ def test_paired_spearman_difference() -> None:
     assert paired_spearman_difference(good, good, truth) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="one length"):
         paired_spearman_difference(good, bad[:10], truth)
+
+
+def test_calibrated_residual_sd_by_hand() -> None:
+    residuals = np.array([0.0, 1.0, -2.0, 3.0])
+
+    def z(level: float) -> float:
+        return statistics.NormalDist().inv_cdf(0.5 + level / 2)
+
+    # No member variance: row i is covered once s >= |r_i| / z; level 0.5 needs 2 of 4 rows.
+    assert calibrated_residual_sd(residuals, np.zeros(4), 0.5) == pytest.approx(1.0 / z(0.5))
+    assert calibrated_residual_sd(residuals, np.zeros(4), 0.75) == pytest.approx(2.0 / z(0.75))
+    # Member variance covers part: s^2 >= (r / z)^2 - v, never below 0.
+    v = np.array([0.0, 1.0, 4.0, 5.0])
+    need = sorted(max(0.0, (r / z(0.99)) ** 2 - b) for r, b in zip(residuals, v, strict=True))
+    assert calibrated_residual_sd(residuals, v, 0.99) == pytest.approx(math.sqrt(need[3]))
+    assert calibrated_residual_sd(residuals, np.full(4, 100.0), 0.9) == 0.0
