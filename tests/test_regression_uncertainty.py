@@ -15,6 +15,7 @@ import pytest
 from regmix_plugin.config import from_dict
 from regmix_plugin.errors import DataError
 from regmix_plugin.regression import FitConfig, fit, load_model
+from regmix_plugin.regression.fitting import kfold
 from regmix_plugin.regression.regressors import GPRegressor, GPSettings, gp_negative_log_likelihood
 from regmix_plugin.regression.uncertainty import (
     bootstrap_counts,
@@ -332,3 +333,18 @@ def test_calibrated_residual_sd_by_hand() -> None:
     need = sorted(max(0.0, (r / z(0.99)) ** 2 - b) for r, b in zip(residuals, v, strict=True))
     assert calibrated_residual_sd(residuals, v, 0.99) == pytest.approx(math.sqrt(need[3]))
     assert calibrated_residual_sd(residuals, np.full(4, 100.0), 0.9) == 0.0
+
+
+def test_replicates_share_a_fold() -> None:
+    groups = np.array(["a", "a", "a", "b", "c", "c", "d", "e", "f", "g", "h", "h"])
+    folds = kfold(12, 4, seed=3, groups=groups)
+    seen = np.sort(np.concatenate([v for _, v in folds]))
+    np.testing.assert_array_equal(seen, np.arange(12))
+    for train, valid in folds:
+        assert not set(groups[train]) & set(groups[valid])
+        assert len(np.intersect1d(train, valid)) == 0 and len(train) + len(valid) == 12
+    # Without groups: the plain split of today.
+    assert all(
+        np.array_equal(a[1], b[1])
+        for a, b in zip(kfold(12, 4, 3), kfold(12, 4, 3, None), strict=True)
+    )

@@ -161,10 +161,24 @@ class FitSummary:
         return "\n".join(lines)
 
 
-def kfold(num_rows: int, num_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled k-fold split: (train indices, validation indices) per fold."""
-    order = np.random.default_rng(seed).permutation(num_rows)
-    parts = np.array_split(order, num_folds)
+def kfold(
+    num_rows: int, num_folds: int, seed: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold split: (train indices, validation indices) per fold.
+
+    ``groups``: a label per row; rows with one label (replicates of one mixture) always fall in
+    the same fold, so that no fold validates on a mixture it trained on. None: every row is
+    its own group (the plain split)."""
+    if groups is None:
+        order = np.random.default_rng(seed).permutation(num_rows)
+        parts = np.array_split(order, num_folds)
+    else:
+        labels, inverse = np.unique(groups, return_inverse=True)
+        shuffled = np.random.default_rng(seed).permutation(len(labels))
+        fold_of = np.empty(len(labels), dtype=np.int64)
+        for i, part in enumerate(np.array_split(shuffled, num_folds)):
+            fold_of[part] = i
+        parts = [np.flatnonzero(fold_of[inverse] == i) for i in range(num_folds)]
     return [
         (np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i])), np.sort(parts[i]))
         for i in range(num_folds)
@@ -301,6 +315,14 @@ def _check_replicates(
     return groups
 
 
+def _group_labels(ids: list[str], replicates: list[list[str]] | None) -> np.ndarray | None:
+    """A label per row: the replicate group's first id, or the row's own id (None: none)."""
+    if not replicates:
+        return None
+    label = {rid: group[0] for group in replicates for rid in group}
+    return np.asarray([label.get(rid, rid) for rid in ids])
+
+
 def _file_records(folder: Path, chosen: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """SHA-256, size and (LightGBM files) tree count of every file of a target's folder."""
     records: dict[str, dict[str, Any]] = {}
@@ -374,7 +396,7 @@ def _fit_target(
             f"target {name!r} is constant ({float(y[0])!r} on all {len(y)} rows): nothing to fit; "
             "remove it from fit.targets / --target"
         )
-    folds = kfold(len(y), config.num_folds, config.seed)
+    folds = kfold(len(y), config.num_folds, config.seed, _group_labels(ids, replicates))
     model = make_regressor(config.regressor, config.settings)
     oof = model.tune(x, y, folds)
     metrics = cv_metrics(y, oof, folds)
