@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +64,31 @@ def test_bad_arguments_are_value_errors() -> None:
         _trees.gp_posterior_mean(q, t, c, 3)
     with pytest.raises(ValueError, match="num_threads"):
         _trees.gp_posterior_mean(q, t, c, 1, -1)
+
+
+def test_kernel_compiles_cleanly_without_python() -> None:
+    """gp.cpp builds warning-free with -Wall -Wextra (with and without -fno-math-errno) and
+    needs no Python headers."""
+    csrc = Path(__file__).resolve().parents[1] / "csrc" / "trees"
+    for name in ("gp.h", "gp.cpp"):
+        text = (csrc / name).read_text()
+        assert "pybind11" not in text and "Python.h" not in text
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on PATH")
+    for extra in ([], ["-fno-math-errno"]):
+        cmd = [
+            compiler,
+            "-std=c++17",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            *extra,
+            "-c",
+            str(csrc / "gp.cpp"),
+            "-o",
+            "/dev/null",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
