@@ -146,9 +146,10 @@ def main() -> None:
                 )
                 lines.append(row)
                 print(row, flush=True)
-            anchor_lines += anchors(num_rows, mix, res, load_model(folder), cands, args.repeats)
+            more = anchors(num_rows, mix, res, load_model(folder), cands, args.repeats)
+            print("\n".join(more), flush=True)
+            anchor_lines += more
     lines += ["", *anchor_lines]
-    print("\n".join(anchor_lines), flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
 

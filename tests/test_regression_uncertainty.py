@@ -16,7 +16,12 @@ from regmix_plugin.config import from_dict
 from regmix_plugin.errors import DataError
 from regmix_plugin.regression import FitConfig, fit, load_model
 from regmix_plugin.regression.fitting import kfold
-from regmix_plugin.regression.regressors import GPRegressor, GPSettings, gp_negative_log_likelihood
+from regmix_plugin.regression.regressors import (
+    SOR_JITTER,
+    GPRegressor,
+    GPSettings,
+    gp_negative_log_likelihood,
+)
 from regmix_plugin.regression.uncertainty import (
     bootstrap_counts,
     calibrated_residual_sd,
@@ -348,3 +353,48 @@ def test_replicates_share_a_fold() -> None:
         np.array_equal(a[1], b[1])
         for a, b in zip(kfold(12, 4, 3), kfold(12, 4, 3, None), strict=True)
     )
+
+
+def test_gp_above_max_rows_is_subset_of_regressors(tmp_path: Path) -> None:
+    """Above gp.max_rows: the saved points are a subset of the rows, and the prediction is the
+    subset-of-regressors mean K_*m (noise K_mm + K_mn K_nm)^-1 K_mn y (K_mm with the jitter),
+    recomputed here with scikit-learn's kernel through an SVD-based least-squares solve."""
+    from sklearn.gaussian_process.kernels import Matern
+
+    mixtures, results = _tables(num_rows=80)
+    cfg = from_dict(
+        FitConfig,
+        {"regressor": "gp", "num_folds": 4, "num_members": 0, "settings": {"gp": {"max_rows": 25}}},
+        "fit",
+    )
+    summary = fit(mixtures, results, None, cfg, tmp_path / "m")
+    assert any("subset of regressors" in n for n in summary.targets[0].notes)
+    gp = load_model(tmp_path / "m").model()
+    st = gp.state  # type: ignore[attr-defined]
+    assert st["train_z"].shape == (25, 3)
+    y = results.values[:, 0]
+    f = np.log(mixtures.values + 1e-3)
+    z = (f - f.mean(0)) / f.std(0)
+    # The points are rows of z.
+    assert all(np.isclose(z, p).all(axis=1).any() for p in st["train_z"])
+    kern = Matern(st["length_scale"], nu=2.5)
+    amp, noise = float(st["amplitude"]), float(st["noise"])
+    kmn = amp * kern(st["train_z"], z)
+    kmm = amp * kern(st["train_z"]) + SOR_JITTER * amp * np.eye(25)
+    # The same mean as a ridge problem: min |y - K_nm a|^2 + noise a^T K_mm a, solved by
+    # least squares on the stacked system [K_nm; sqrt(noise) R] a = [y; 0], K_mm = R^T R.
+    r = np.linalg.cholesky(kmm).T
+    stacked = np.vstack([kmn.T, math.sqrt(noise) * r])
+    target = np.concatenate([(y - y.mean()) / y.std(), np.zeros(25)])
+    coef = np.linalg.lstsq(stacked, target, rcond=None)[0]
+    test = np.random.default_rng(2).dirichlet(np.ones(3), size=30)
+    zt = (np.log(test + 1e-3) - f.mean(0)) / f.std(0)
+    expected = amp * kern(zt, st["train_z"]) @ coef * y.std() + y.mean()
+    np.testing.assert_allclose(gp.predict(test), expected, rtol=0, atol=1e-6)
+    assert spearman_of(gp.predict(mixtures.values), y) > 0.8
+
+
+def spearman_of(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)

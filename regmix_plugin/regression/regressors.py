@@ -543,6 +543,8 @@ def _matern_inplace(d2: np.ndarray, nu: float) -> np.ndarray:
 
 #: Bounds of the GP hyperparameters (natural scale): amplitude, length scales, noise.
 _GP_BOUNDS = ((1e-3, 1e3), (1e-2, 1e3), (1e-6, 1.0))
+#: Relative jitter on the inducing points' kernel matrix (subset of regressors).
+SOR_JITTER = 1e-8
 #: Starting point of the hyperparameter search: amplitude, length scale, noise.
 _GP_START = (1.0, 3.0, 1e-2)
 
@@ -676,11 +678,19 @@ def gp_dual_coefficients(
         k.flat[:: keep.sum() + 1] += noise / c[keep]
         coef[keep] = cho_solve(cho_factor(k, lower=True, check_finite=False), y[keep])
         return coef
+    # Subset of regressors, in the stable form: with K_mm + jitter = L L^T and V = L^-1 K_mn,
+    # the mean's coefficients are L^-T (noise I + V C V^T)^-1 V C y (C: the counts).
+    from scipy.linalg import solve_triangular
+
     kmn = amplitude * gp_kernel(inducing, u, nu)
     kmm = amplitude * gp_kernel(inducing, inducing, nu)
-    a = noise * kmm + (kmn * c[None, :]) @ kmn.T
-    a.flat[:: len(inducing) + 1] += 1e-10 * float(np.trace(a)) / len(inducing)
-    return np.asarray(cho_solve(cho_factor(a, lower=True, check_finite=False), kmn @ (c * y)))
+    kmm.flat[:: len(inducing) + 1] += SOR_JITTER * amplitude
+    low = np.linalg.cholesky(kmm)
+    v = solve_triangular(low, kmn, lower=True, check_finite=False)
+    a = (v * c[None, :]) @ v.T
+    a.flat[:: len(inducing) + 1] += noise
+    b = cho_solve(cho_factor(a, lower=True, check_finite=False), v @ (c * y))
+    return np.asarray(solve_triangular(low.T, b, lower=False, check_finite=False))
 
 
 class GPRegressor:
