@@ -89,9 +89,25 @@ def main() -> None:
     parser.add_argument(
         "--score-model", help="only time scoring with this fitted model folder (lgbm_gp)"
     )
+    parser.add_argument(
+        "--gp-fit-anchor", action="store_true", help="only time the GP fit, ours vs before"
+    )
     args = parser.parse_args()
     if args.score_model:
         score_only(Path(args.score_model), candidates(args.num_candidates, 0), args.repeats)
+        return
+    if args.gp_fit_anchor:
+        x = read_table(DATA / "train_mixture_1m.csv").values
+        y = read_table(DATA / "train_pile_loss_1m.csv").column(TARGET)
+        ours, theirs = [], []
+        for _ in range(args.repeats):
+            ours.append(timed(lambda: GPRegressor(GPSettings()).fit(x, y))[:2])
+            theirs.append(timed(lambda: sklearn_gp_fit(x, y))[:2])
+        for name, r in (("ours", ours), ("scikit-learn (before)", theirs)):
+            print(
+                f"GP fit on 512 rows, {name}: wall {', '.join(f'{t[0]:.1f}' for t in r)} s; "
+                f"CPU {', '.join(f'{t[1]:.1f}' for t in r)} s"
+            )
         return
 
     mixtures = read_table(DATA / "train_mixture_1m.csv")
