@@ -312,3 +312,48 @@ def test_folds_partition_the_rows() -> None:
     for train, valid in folds:
         assert not set(train) & set(valid) and len(train) + len(valid) == 23
     assert [v.tolist() for _, v in kfold(23, 5, seed=1)] == [v.tolist() for _, v in folds]
+
+
+def _tree_leaf_counts(text: str) -> list[int]:
+    """Leaves per tree, read from LightGBM's text format independently of our parser."""
+    return [
+        int(line.split("=", 1)[1]) for line in text.splitlines() if line.startswith("num_leaves=")
+    ]
+
+
+def _param(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(f"[{name}: "):
+            return line[len(name) + 3 : -1]
+    raise AssertionError(f"{name} not in the model file")
+
+
+@pytest.mark.parametrize("regressor", ["lightgbm", "lgbm_gp"])
+def test_shipped_trees_are_the_validated_ones_at_40_rows(tmp_path: Path, regressor: str) -> None:
+    """40 rows, 5 folds: CV trains on 32 rows per fold; the final model must use the same
+    min_data_in_leaf (not LightGBM's 20, which on 40 rows allows no split: median stumps)."""
+    mixtures, results = _tables(num_rows=40)
+    cfg = from_dict(
+        FitConfig,
+        {
+            "regressor": regressor,
+            "num_folds": 5,
+            "settings": {"lightgbm": {"num_boost_round": 200}, "blend": {"weights": [0.5]}},
+        },
+        "fit",
+    )
+    summary = fit(mixtures, results, ["val_loss/web"], cfg, tmp_path / "m")
+    chosen = summary.targets[0].chosen
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    folder = tmp_path / "m" / meta["targets"]["val_loss/web"]["folder"]
+    text = (folder / "lightgbm.txt").read_text()
+    # The training folds hold 32 rows: the adapted minimum is 32 // 8 = 4 rows per leaf.
+    recorded = (
+        chosen["lightgbm"]["min_data_in_leaf"]
+        if regressor == "lgbm_gp"
+        else chosen["min_data_in_leaf"]
+    )
+    assert recorded == 4
+    assert _param(text, "min_data_in_leaf") == "4", "the shipped trees used another setting"
+    leaves = _tree_leaf_counts(text)
+    assert leaves and max(leaves) > 1, "the shipped trees are stumps"

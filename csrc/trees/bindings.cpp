@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "gp.h"
 #include "trees.h"
 
 namespace py = pybind11;
@@ -113,4 +114,34 @@ PYBIND11_MODULE(_trees, m) {
                 return out;
             },
             py::arg("x"), "Scores by plain node-by-node traversal (the test oracle).");
+    m.def(
+        "gp_posterior_mean",
+        [](const py::array& q, const py::array& t, const py::array& coef, int kernel, int num_threads) {
+            auto matrix = [](const py::array& a, const char* name) {
+                if (!a.dtype().is(py::dtype::of<double>())) {
+                    throw std::invalid_argument(std::string(name) + ": expected dtype float64");
+                }
+                if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + ": expected a 2-d array");
+                if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+                return static_cast<const double*>(a.data());
+            };
+            const double* pq = matrix(q, "q");
+            const double* pt = matrix(t, "t");
+            if (q.shape(1) != t.shape(1)) throw std::invalid_argument("q and t must have the same number of columns");
+            if (t.shape(0) < 1 || t.shape(1) < 1) throw std::invalid_argument("t: needs at least one point and column");
+            const double* pc = checked<double>(coef, "coef", "float64", t.shape(0));
+            if (kernel < 0 || kernel > 2) throw std::invalid_argument("kernel: 0 (Matern 3/2), 1 (5/2) or 2 (RBF)");
+            if (num_threads < 0) throw std::invalid_argument("num_threads must be >= 0 (0: all cores)");
+            const int64_t n = q.shape(0);
+            py::array_t<double> out(static_cast<py::ssize_t>(n));
+            double* po = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                regmix::gp::posterior_mean(pq, n, pt, t.shape(0), t.shape(1), pc,
+                                           static_cast<regmix::gp::Kernel>(kernel), po, num_threads);
+            }
+            return out;
+        },
+        py::arg("q"), py::arg("t"), py::arg("coef"), py::arg("kernel"), py::arg("num_threads") = 0,
+        "sum_j coef[j] * k(|q_i - t_j|) for length-scaled rows q [n, d] and points t [m, d].");
 }

@@ -21,6 +21,7 @@ import math
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,26 @@ from regmix_plugin.regression.regressors import (
     load_regressor,
     make_regressor,
 )
+from regmix_plugin.regression.uncertainty import (
+    NoiseEstimate,
+    bootstrap_counts,
+    calibrated_residual_sd,
+    estimate_noise,
+    out_of_bag,
+    predictive_interval,
+)
 from regmix_plugin.tables import Table, write_table
 
 log = logging.getLogger(__name__)
 
-#: Version of the model folder layout (``metadata.json`` ``format_version``).
-FORMAT_VERSION = 1
+#: Version of the model folder layout (``metadata.json`` ``format_version``). 2: per-file
+#: checksums and tree counts, ensemble members, residual spread, seed noise.
+FORMAT_VERSION = 2
 #: Per target folder: the out-of-fold predictions of the cross-validation.
 CV_PREDICTIONS_FILE = "cv_predictions.csv"
+#: Per target folder (with an ensemble): out-of-bag residuals and member variances of the
+#: training rows, which calibrate the intervals.
+OOB_FILE = "out_of_bag.csv"
 #: Regressor used when the config names none ("ours").
 DEFAULT_REGRESSOR = "lgbm_gp"
 
@@ -65,8 +78,18 @@ class FitConfig:
     """Seed of the fold assignment."""
     targets: list[str] = field(default_factory=list)
     """Metric columns to fit; empty: every column of the results table."""
+    num_members: int = 32
+    """Bootstrap ensemble (for prediction intervals and paired comparisons): this many models,
+    each fitted on a seeded resample of the rows with the settings chosen for the model of
+    every row; 0: no ensemble. Each member costs about one fit of the LightGBM part."""
+    num_threads: int = 0
+    """Ensemble members trained at the same time (0: one per core)."""
 
     def __post_init__(self) -> None:
+        if self.num_members < 0 or self.num_members == 1:
+            raise ValueError(f"num_members must be 0 or >= 2, got {self.num_members}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.regressor not in REGRESSORS:
             raise ValueError(
                 f"regressor {self.regressor!r} is not registered; "
@@ -102,6 +125,10 @@ class TargetSummary:
     cv: CVMetrics
     chosen: dict[str, Any]
     notes: list[str]
+    num_members: int = 0
+    residual_sd: float = math.nan
+    oof_rmse: float = math.nan
+    noise: NoiseEstimate | None = None
 
 
 @dataclass(frozen=True)
@@ -130,10 +157,24 @@ class FitSummary:
         return "\n".join(lines)
 
 
-def kfold(num_rows: int, num_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled k-fold split: (train indices, validation indices) per fold."""
-    order = np.random.default_rng(seed).permutation(num_rows)
-    parts = np.array_split(order, num_folds)
+def kfold(
+    num_rows: int, num_folds: int, seed: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold split: (train indices, validation indices) per fold.
+
+    ``groups``: a label per row; rows with one label (replicates of one mixture) always fall in
+    the same fold, so that no fold validates on a mixture it trained on. None: every row is
+    its own group (the plain split)."""
+    if groups is None:
+        order = np.random.default_rng(seed).permutation(num_rows)
+        parts = np.array_split(order, num_folds)
+    else:
+        labels, inverse = np.unique(groups, return_inverse=True)
+        shuffled = np.random.default_rng(seed).permutation(len(labels))
+        fold_of = np.empty(len(labels), dtype=np.int64)
+        for i, part in enumerate(np.array_split(shuffled, num_folds)):
+            fold_of[part] = i
+        parts = [np.flatnonzero(fold_of[inverse] == i) for i in range(num_folds)]
     return [
         (np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i])), np.sort(parts[i]))
         for i in range(num_folds)
@@ -245,6 +286,79 @@ def join_tables(
     return ids, x, y, notes
 
 
+def _check_replicates(
+    replicates: Sequence[Sequence[str]] | None, ids: list[str]
+) -> list[list[str]] | None:
+    """Replicate groups as lists; an id in two groups or unknown to the tables is an error."""
+    if replicates is None:
+        return None
+    known = set(ids)
+    seen: set[str] = set()
+    groups = []
+    for group in replicates:
+        g = [str(rid) for rid in group]
+        twice = sorted(seen & set(g))
+        unknown = sorted(set(g) - known)
+        if twice or len(set(g)) != len(g):
+            raise DataError(f"replicate groups: id(s) {twice or g} appear in more than one place")
+        if unknown:
+            raise DataError(
+                f"replicate groups: id(s) {unknown[:5]} are in neither the mixtures nor the "
+                "results table"
+            )
+        seen.update(g)
+        groups.append(g)
+    return groups
+
+
+def _group_labels(ids: list[str], replicates: list[list[str]] | None) -> np.ndarray | None:
+    """A label per row: the replicate group's first id, or the row's own id (None: none)."""
+    if not replicates:
+        return None
+    label = {rid: group[0] for group in replicates for rid in group}
+    return np.asarray([label.get(rid, rid) for rid in ids])
+
+
+def _file_records(folder: Path, chosen: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """SHA-256, size and (LightGBM files) tree count of every file of a target's folder."""
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        rec: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        if path.suffix == ".txt":
+            rec["trees"] = _count_trees(data)
+        records[path.relative_to(folder).as_posix()] = rec
+    return records
+
+
+def _count_trees(data: bytes) -> int:
+    """Trees in a LightGBM text model: its ``Tree=N`` lines (independent of the parser)."""
+    return sum(1 for line in data.split(b"\n") if line.startswith(b"Tree="))
+
+
+def verify_files(folder: Path, records: dict[str, dict[str, Any]]) -> None:
+    """Check every file of a target folder against ``metadata.json``: present, its tree count
+    (LightGBM files), its size and SHA-256. A damaged file is a DataError naming it."""
+    if not isinstance(records, dict) or not records:
+        raise DataError(f"{folder}: metadata.json lists no model files; refit with `regmix fit`")
+    for name, rec in records.items():
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"model file {str(path)!r} is missing; refit with `regmix fit`")
+        data = path.read_bytes()
+        if "trees" in rec and _count_trees(data) != rec["trees"]:
+            raise DataError(
+                f"model file {str(path)!r} holds {_count_trees(data)} of the {rec['trees']} "
+                "trees metadata.json records: it is cut or damaged; refit with `regmix fit`"
+            )
+        if len(data) != rec.get("bytes") or hashlib.sha256(data).hexdigest() != rec.get("sha256"):
+            raise DataError(
+                f"model file {str(path)!r} does not match the checksum in metadata.json "
+                f"({len(data)} bytes, {rec.get('bytes')} recorded): it is damaged or was "
+                "changed; refit with `regmix fit`"
+            )
+
+
 def _min_rows(num_folds: int) -> int:
     return max(2 * num_folds, 8)
 
@@ -257,6 +371,7 @@ def _fit_target(
     config: FitConfig,
     folder: Path,
     notes: list[str],
+    replicates: list[list[str]] | None,
 ) -> TargetSummary:
     ok = np.isfinite(y)
     num_dropped = int((~ok).sum())
@@ -277,13 +392,36 @@ def _fit_target(
             f"target {name!r} is constant ({float(y[0])!r} on all {len(y)} rows): nothing to fit; "
             "remove it from fit.targets / --target"
         )
-    folds = kfold(len(y), config.num_folds, config.seed)
+    folds = kfold(len(y), config.num_folds, config.seed, _group_labels(ids, replicates))
     model = make_regressor(config.regressor, config.settings)
     oof = model.tune(x, y, folds)
     metrics = cv_metrics(y, oof, folds)
     model.fit(x, y)
+    oof_rmse = math.sqrt(float(np.mean((oof - y) ** 2)))
+    residual_sd = math.nan
     folder.mkdir(parents=True, exist_ok=True)
+    if config.num_members:
+        counts = bootstrap_counts(len(y), config.num_members, config.seed)
+        model.fit_members(x, y, counts, config.num_threads)
+        resid, var = out_of_bag(model.predict_members(x), counts, y)
+        residual_sd = calibrated_residual_sd(resid, var, 0.9)
+        write_table(
+            folder / OOB_FILE,
+            Table(
+                "row",
+                [str(i) for i in range(len(resid))],
+                ["residual", "variance"],
+                np.column_stack([resid, var]),
+            ),
+        )
     chosen = model.save(folder)
+    noise = None
+    if replicates is not None:
+        noise = estimate_noise(ids, y, replicates)
+        if noise is None:
+            text = f"{name}: no replicated mixture with two finite results: seed noise unknown"
+            log.warning("%s", text)
+            notes = [*notes, text]
     # Out-of-fold predictions, for the report's predicted-vs-measured plot.
     write_table(
         folder / CV_PREDICTIONS_FILE,
@@ -298,6 +436,10 @@ def _fit_target(
         cv=metrics,
         chosen=chosen,
         notes=notes,
+        num_members=config.num_members,
+        residual_sd=residual_sd,
+        oof_rmse=oof_rmse,
+        noise=noise,
     )
 
 
@@ -307,12 +449,19 @@ def fit(
     targets: list[str] | None,
     config: FitConfig,
     out_dir: str | Path,
+    *,
+    replicates: Sequence[Sequence[str]] | None = None,
 ) -> FitSummary:
     """Fit ``config.regressor`` for each target and write the model folder ``out_dir``.
 
     ``targets`` overrides ``config.targets``; both empty: every results column. Named targets
     that are missing or constant are errors; with every column implied, a constant column is
     skipped with a warning. The folder is built beside ``out_dir`` and moved into place whole.
+
+    ``replicates``: groups of mixture ids that share one mixture (proxies trained with
+    different seeds; :func:`~regmix_plugin.regression.uncertainty.find_replicates` finds the
+    rows with identical weights). With them, each target's seed noise and signal-to-noise
+    ratio are estimated and stored in ``metadata.json``; None: not estimated.
     """
     wanted = list(targets) if targets else list(config.targets)
     explicit = bool(wanted)
@@ -327,6 +476,7 @@ def fit(
     ids, x, yall, notes = join_tables(mixtures, results)
     for text in notes:
         log.warning("%s", text)
+    groups = _check_replicates(replicates, ids)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -342,7 +492,7 @@ def fit(
                 skipped[name] = reason
                 continue
             summaries.append(
-                _fit_target(name, ids, x, y, config, tmp / target_slug(name), list(notes))
+                _fit_target(name, ids, x, y, config, tmp / target_slug(name), list(notes), groups)
             )
         if not summaries:
             raise DataError(f"no target left to fit (skipped: {skipped})")
@@ -364,6 +514,13 @@ def fit(
                     "cv": to_dict(s.cv),
                     "chosen": s.chosen,
                     "notes": s.notes,
+                    "ensemble": {
+                        "num_members": s.num_members,
+                        "residual_sd": None if math.isnan(s.residual_sd) else s.residual_sd,
+                        "oof_rmse": s.oof_rmse,
+                    },
+                    "noise": None if s.noise is None else to_dict(s.noise),
+                    "files": _file_records(tmp / target_slug(s.target), s.chosen),
                 }
                 for s in summaries
             },
@@ -399,6 +556,7 @@ class FittedModel:
         self.domains: list[str] = list(meta["domains"])
         self.regressor: str = meta["regressor"]
         self._models = models
+        self._oob: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def targets(self) -> list[str]:
@@ -425,13 +583,54 @@ class FittedModel:
 
     def predict(self, x: np.ndarray, target: str | None = None) -> np.ndarray:
         """Predictions for a weight matrix whose columns are ``self.domains``, in that order."""
+        return self._models[self._target(target)].predict(self._rows(x))
+
+    def _rows(self, x: np.ndarray) -> np.ndarray:
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != len(self.domains):
             raise DataError(
                 f"expected a matrix with {len(self.domains)} columns (the model's domains "
                 f"{self.domains}), got shape {arr.shape}"
             )
-        return self._models[self._target(target)].predict(np.ascontiguousarray(arr))
+        return np.ascontiguousarray(arr)
+
+    def num_members(self, target: str | None = None) -> int:
+        """Bootstrap members of a target's ensemble (0: fitted without one)."""
+        info = self.meta["targets"][self._target(target)]
+        return int(info.get("ensemble", {}).get("num_members", 0))
+
+    def predict_members(self, x: np.ndarray, target: str | None = None) -> np.ndarray:
+        """Each ensemble member's predictions: ``[members, rows]``."""
+        name = self._target(target)
+        if self.num_members(name) < 2:
+            raise DataError(
+                f"model {str(self.path)!r} was fitted without an ensemble (fit.num_members 0); "
+                "refit with fit.num_members >= 2 for intervals"
+            )
+        return self._models[name].predict_members(self._rows(x))
+
+    def predict_interval(
+        self, x: np.ndarray, target: str | None = None, level: float = 0.9
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ensemble mean and central ``level`` predictive interval per row: normal, with the
+        members' variance plus a residual variance calibrated so that ``level`` of the
+        training rows' out-of-bag intervals cover them
+        (:func:`~regmix_plugin.regression.uncertainty.calibrated_residual_sd`):
+        ``(mean, lo, hi)``."""
+        name = self._target(target)
+        members = self.predict_members(x, name)
+        if name not in self._oob:
+            from regmix_plugin.tables import read_table
+
+            table = read_table(self.path / self.meta["targets"][name]["folder"] / OOB_FILE)
+            self._oob[name] = (table.column("residual"), table.column("variance"))
+        sd = calibrated_residual_sd(*self._oob[name], level)
+        return predictive_interval(members, sd, level)
+
+    def noise(self, target: str | None = None) -> NoiseEstimate | None:
+        """The target's seed noise estimate (None: fitted without replicates)."""
+        data = self.meta["targets"][self._target(target)].get("noise")
+        return None if data is None else NoiseEstimate(**data)
 
 
 def load_model(path: str | Path) -> FittedModel:
@@ -453,12 +652,17 @@ def load_model(path: str | Path) -> FittedModel:
         config = from_dict(FitConfig, meta["config"], f"{meta_path}: config")
     except ConfigError as exc:
         raise DataError(str(exc)) from exc
-    models = {
-        target: load_regressor(
-            meta["regressor"], p / info["folder"], info["chosen"], config.settings
-        )
-        for target, info in meta["targets"].items()
-    }
+    models = {}
+    try:
+        for target, info in meta["targets"].items():
+            verify_files(p / info["folder"], info["files"])
+            models[target] = load_regressor(
+                meta["regressor"], p / info["folder"], info["chosen"], config.settings
+            )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"{meta_path}: an entry is missing or malformed ({exc!r}); refit the model"
+        ) from exc
     return FittedModel(p, meta, models)
 
 

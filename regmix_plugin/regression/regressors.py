@@ -16,12 +16,12 @@ paper's linear baseline; ridge when ``alpha > 0``), ``gp`` (a Gaussian process o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -110,11 +110,24 @@ class GPSettings:
     num_restarts: int = 0
     """Extra random restarts of the hyperparameter search."""
     seed: int = 0
-    """Seed of the restarts."""
+    """Seed of the restarts and of the row subset (``max_rows``)."""
+    num_threads: int = 1
+    """BLAS threads of the GP's linear algebra during the fit (1 avoids oversubscribing a
+    shared machine, where OpenBLAS's waiting threads slowed the fit 10x; 0: numpy's
+    default)."""
+    max_rows: int = 1024
+    """Rows of the exact GP. With more training rows, the hyperparameters are fitted on a
+    seeded random subset of this many rows, which then serve as the inducing points of a
+    subset-of-regressors posterior mean over every row (fit cost linear in the rows, scoring
+    cost that of ``max_rows`` rows)."""
 
     def __post_init__(self) -> None:
         if not self.log_epsilon > 0:
             raise ValueError(f"gp.log_epsilon must be > 0, got {self.log_epsilon}")
+        if self.num_threads < 0:
+            raise ValueError(f"gp.num_threads must be >= 0, got {self.num_threads}")
+        if self.max_rows < 2:
+            raise ValueError(f"gp.max_rows must be >= 2, got {self.max_rows}")
         if self.nu not in (1.5, 2.5, float("inf")):
             raise ValueError(f"gp.nu must be 1.5, 2.5 or .inf, got {self.nu}")
         if self.num_restarts < 0:
@@ -161,8 +174,43 @@ class Regressor(Protocol):
     def tune(self, x: np.ndarray, y: np.ndarray, folds: Folds) -> np.ndarray: ...
     def fit(self, x: np.ndarray, y: np.ndarray) -> None: ...
     def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def fit_members(
+        self, x: np.ndarray, y: np.ndarray, counts: np.ndarray, num_threads: int = 0
+    ) -> None: ...
+    def predict_members(self, x: np.ndarray) -> np.ndarray: ...
     def save(self, folder: Path) -> dict[str, Any]: ...
     def notes(self) -> list[str]: ...
+
+
+@contextlib.contextmanager
+def _blas_threads(num_threads: int) -> Iterator[None]:
+    """Limit BLAS/LAPACK threads inside the block (0: leave numpy's default)."""
+    if num_threads == 0:
+        yield
+        return
+    threadpoolctl = require("threadpoolctl", "scikit-learn")
+    with threadpoolctl.threadpool_limits(num_threads, user_api="blas"):
+        yield
+
+
+def _resample(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a bootstrap resample (row i repeated ``counts[i]`` times)."""
+    return np.repeat(x, counts, axis=0), np.repeat(y, counts)
+
+
+def _no_members(where: str) -> RuntimeError:
+    return RuntimeError(f"{where}: this model has no ensemble members (fit.num_members 0)")
+
+
+def _map_threads(fn: Callable[[int], Any], count: int, num_threads: int) -> list[Any]:
+    """``[fn(i) for i in range(count)]`` on ``num_threads`` threads (0: every core)."""
+    workers = min(count, num_threads or os.cpu_count() or 1)
+    if workers <= 1:
+        return [fn(i) for i in range(count)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, range(count)))
 
 
 def _out_of_fold(
@@ -188,33 +236,43 @@ class LightGBMRegressor:
         self._notes: list[str] = []
         self._text: str | None = None
         self._compiled: Any = None
+        self._member_texts: list[str] = []
+        self._members: list[Any] = []
 
     def notes(self) -> list[str]:
         """Warnings raised while fitting (also logged)."""
         return list(self._notes)
 
-    def _params(self, num_rows: int) -> dict[str, Any]:
-        s = self.settings
-        mdl = s.min_data_in_leaf
+    def _resolve_min_data(self, num_rows: int) -> int:
+        """``min_data_in_leaf`` for fits on ``num_rows`` rows (the smallest training fold)."""
+        mdl = self.settings.min_data_in_leaf
         if mdl is None:
             # LightGBM's default of 20 rows per leaf allows no split below 40 rows: every
             # prediction would be the mean. Adapt, and say so.
             mdl = 20
             if num_rows < 2 * mdl:
                 mdl = max(2, num_rows // 8)
-                if self._min_data_in_leaf != mdl:
-                    self._note(
-                        f"a fit on only {num_rows} rows (a cross-validation fold or the final "
-                        "fit): LightGBM's default min_data_in_leaf=20 allows no split (the model "
-                        f"would predict a constant); using min_data_in_leaf={mdl} "
-                        "(set fit.lightgbm.min_data_in_leaf to choose)"
-                    )
+                self._note(
+                    f"a cross-validation fold of only {num_rows} rows: LightGBM's default "
+                    f"min_data_in_leaf=20 allows no split (the model would predict a constant); "
+                    f"using min_data_in_leaf={mdl} for the folds and the final model alike "
+                    "(set fit.lightgbm.min_data_in_leaf to choose)"
+                )
         elif num_rows < 2 * mdl:
             self._note(
                 f"only {num_rows} rows with fit.lightgbm.min_data_in_leaf={mdl}: no tree can "
                 "split, the model predicts a constant; lower min_data_in_leaf"
             )
-        self._min_data_in_leaf = mdl
+        return mdl
+
+    def _params(self, num_rows: int) -> dict[str, Any]:
+        """LightGBM parameters. ``min_data_in_leaf`` is fixed by :meth:`tune` (from the
+        smallest training fold) so that the final model is the one that was validated; a fit
+        without tuning resolves it from ``num_rows``."""
+        s = self.settings
+        if self._min_data_in_leaf is None:
+            self._min_data_in_leaf = self._resolve_min_data(num_rows)
+        mdl = self._min_data_in_leaf
         return {
             "objective": "regression",
             "learning_rate": s.learning_rate,
@@ -238,6 +296,7 @@ class LightGBMRegressor:
         """Pick the number of rounds by the mean validation MSE over the folds."""
         lgb = require("lightgbm")
         s = self.settings
+        self._min_data_in_leaf = self._resolve_min_data(min(len(train) for train, _ in folds))
         curves = []
         boosters = []
         for train, valid in folds:
@@ -282,6 +341,33 @@ class LightGBMRegressor:
             raise RuntimeError("fit or load the model first")
         return np.asarray(self._compiled.predict(x))
 
+    def fit_members(
+        self, x: np.ndarray, y: np.ndarray, counts: np.ndarray, num_threads: int = 0
+    ) -> None:
+        """One model per bootstrap resample (a row of ``counts``), with the settings chosen for
+        the model of every row (rounds, ``min_data_in_leaf``); ``num_threads`` members at a
+        time (0: one per core), each on LightGBM's ``num_threads``."""
+        lgb = require("lightgbm")
+        from regmix_plugin.regression.trees import CompiledTrees
+
+        params = self._params(len(y))
+
+        def one(j: int) -> str:
+            xr, yr = _resample(x, y, counts[j])
+            booster = lgb.train(
+                params, lgb.Dataset(xr, yr, params={"verbosity": -1}), self.num_rounds
+            )
+            return str(booster.model_to_string())
+
+        self._member_texts = _map_threads(one, len(counts), num_threads)
+        self._members = [CompiledTrees.from_text(t) for t in self._member_texts]
+
+    def predict_members(self, x: np.ndarray) -> np.ndarray:
+        """Each member's predictions: ``[members, rows]``."""
+        if not self._members:
+            raise _no_members("lightgbm")
+        return np.stack([np.asarray(m.predict(x)) for m in self._members])
+
     @property
     def compiled(self) -> Any:
         """The compiled trees (``regmix_plugin.regression.trees.CompiledTrees``)."""
@@ -292,10 +378,17 @@ class LightGBMRegressor:
         if self._text is None:
             raise RuntimeError("fit the model first")
         atomic_write_text(folder / "lightgbm.txt", self._text)
+        files = ["lightgbm.txt"]
+        for j, text in enumerate(self._member_texts):
+            name = f"members/lightgbm_{j:03d}.txt"
+            (folder / "members").mkdir(exist_ok=True)
+            atomic_write_text(folder / name, text)
+            files.append(name)
         return {
-            "files": ["lightgbm.txt"],
+            "files": files,
             "num_rounds": self.num_rounds,
             "min_data_in_leaf": self._min_data_in_leaf,
+            "num_members": len(self._member_texts),
         }
 
     @classmethod
@@ -303,16 +396,39 @@ class LightGBMRegressor:
         cls, folder: Path, meta: dict[str, Any], settings: LightGBMSettings
     ) -> LightGBMRegressor:
         """Read ``lightgbm.txt`` and compile it."""
-        from regmix_plugin.regression.trees import CompiledTrees
 
         model = cls(settings)
-        path = folder / "lightgbm.txt"
-        if not path.is_file():
-            raise DataError(f"model file {str(path)!r} is missing; refit with `regmix fit`")
-        model._text = path.read_text(encoding="utf-8")
-        model._compiled = CompiledTrees.from_text(model._text, str(path))
-        model.num_rounds = int(meta.get("num_rounds", model._compiled.num_trees))
+        model.num_rounds = int(meta.get("num_rounds", settings.num_boost_round))
+        model._text, model._compiled = _read_trees(folder / "lightgbm.txt", model.num_rounds)
+        for j in range(int(meta.get("num_members", 0))):
+            text, compiled = _read_trees(folder / f"members/lightgbm_{j:03d}.txt", model.num_rounds)
+            model._member_texts.append(text)
+            model._members.append(compiled)
         return model
+
+
+def _read_trees(path: Path, num_trees: int) -> tuple[str, Any]:
+    """Read and compile a LightGBM model file that must hold ``num_trees`` trees."""
+    from regmix_plugin.regression.trees import CompiledTrees
+
+    if not path.is_file():
+        raise DataError(f"model file {str(path)!r} is missing; refit with `regmix fit`")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"model file {str(path)!r} is damaged ({exc}); refit with `regmix fit`"
+        ) from exc
+    try:
+        compiled = CompiledTrees.from_text(text, str(path))
+    except DataError as exc:
+        raise DataError(f"{exc}; the model file is damaged: refit with `regmix fit`") from exc
+    if compiled.num_trees != num_trees:
+        raise DataError(
+            f"model file {str(path)!r} holds {compiled.num_trees} trees, metadata.json records "
+            f"{num_trees}: the file is damaged or cut; refit with `regmix fit`"
+        )
+    return text, compiled
 
 
 class LinearRegressor:
@@ -324,6 +440,8 @@ class LinearRegressor:
         self.settings = settings
         self.coef: np.ndarray | None = None
         self.intercept = 0.0
+        self.member_coef: np.ndarray | None = None
+        self.member_intercept: np.ndarray | None = None
 
     def notes(self) -> list[str]:
         """Nothing to report."""
@@ -337,16 +455,32 @@ class LinearRegressor:
         """No settings to choose; out-of-fold predictions."""
         return _out_of_fold(lambda: LinearRegressor(self.settings), x, y, folds)
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Closed-form fit with an unpenalised intercept."""
+    def _solve(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         f = self._features(x)
         mu = f.mean(axis=0)
         ym = float(y.mean())
         fc = f - mu
         gram = fc.T @ fc + self.settings.alpha * np.eye(f.shape[1])
         coef, *_ = np.linalg.lstsq(gram, fc.T @ (y - ym), rcond=None)
-        self.coef = coef
-        self.intercept = ym - float(mu @ coef)
+        return coef, ym - float(mu @ coef)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Closed-form fit with an unpenalised intercept."""
+        self.coef, self.intercept = self._solve(x, y)
+
+    def fit_members(
+        self, x: np.ndarray, y: np.ndarray, counts: np.ndarray, num_threads: int = 0
+    ) -> None:
+        """One fit per bootstrap resample."""
+        fits = [self._solve(*_resample(x, y, c)) for c in counts]
+        self.member_coef = np.stack([f[0] for f in fits])
+        self.member_intercept = np.asarray([f[1] for f in fits])
+
+    def predict_members(self, x: np.ndarray) -> np.ndarray:
+        """Each member's predictions: ``[members, rows]``."""
+        if self.member_coef is None or self.member_intercept is None:
+            raise _no_members("linear")
+        return np.asarray(self.member_coef @ self._features(x).T + self.member_intercept[:, None])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Linear predictions."""
@@ -358,10 +492,12 @@ class LinearRegressor:
         """Write ``linear.json``."""
         if self.coef is None:
             raise RuntimeError("fit the model first")
-        atomic_write_json(
-            folder / "linear.json", {"coef": self.coef.tolist(), "intercept": self.intercept}
-        )
-        return {"files": ["linear.json"]}
+        data: dict[str, Any] = {"coef": self.coef.tolist(), "intercept": self.intercept}
+        if self.member_coef is not None and self.member_intercept is not None:
+            data["member_coef"] = self.member_coef.tolist()
+            data["member_intercept"] = self.member_intercept.tolist()
+        atomic_write_json(folder / "linear.json", data)
+        return {"files": ["linear.json"], "num_members": len(data.get("member_coef", []))}
 
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any], settings: LinearSettings) -> LinearRegressor:
@@ -369,10 +505,18 @@ class LinearRegressor:
         path = folder / "linear.json"
         if not path.is_file():
             raise DataError(f"model file {str(path)!r} is missing; refit with `regmix fit`")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        model = cls(settings)
-        model.coef = np.asarray(data["coef"], dtype=np.float64)
-        model.intercept = float(data["intercept"])
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            model = cls(settings)
+            model.coef = np.asarray(data["coef"], dtype=np.float64)
+            model.intercept = float(data["intercept"])
+            if "member_coef" in data:
+                model.member_coef = np.asarray(data["member_coef"], dtype=np.float64)
+                model.member_intercept = np.asarray(data["member_intercept"], dtype=np.float64)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"model file {str(path)!r} is damaged ({exc}); refit with `regmix fit`"
+            ) from exc
         return model
 
 
@@ -397,74 +541,332 @@ def _matern_inplace(d2: np.ndarray, nu: float) -> np.ndarray:
     return d2
 
 
+#: Bounds of the GP hyperparameters (natural scale): amplitude, length scales, noise.
+_GP_BOUNDS = ((1e-3, 1e3), (1e-2, 1e3), (1e-6, 1.0))
+#: Relative jitter on the inducing points' kernel matrix (subset of regressors).
+SOR_JITTER = 1e-8
+#: Starting point of the hyperparameter search: amplitude, length scale, noise.
+_GP_START = (1.0, 3.0, 1e-2)
+
+
+def _matern_with_factor(d2: np.ndarray, nu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-amplitude Matérn kernel of squared scaled distances, and the factor ``F`` with
+    ``dk / dlog(l_d) = F * (u_d - v_d)^2`` (``u, v``: inputs scaled by the length scales)."""
+    if nu == float("inf"):
+        k = np.exp(-0.5 * d2)
+        return k, k
+    s = np.sqrt(d2 * (3.0 if nu == 1.5 else 5.0))
+    e = np.exp(-s)
+    if nu == 1.5:
+        return (1.0 + s) * e, 3.0 * e
+    return (1.0 + s + s * s / 3.0) * e, (5.0 / 3.0) * (1.0 + s) * e
+
+
+def _sq_dists(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    d2 = -2.0 * (u @ v.T)
+    d2 += np.einsum("ij,ij->i", u, u)[:, None]
+    d2 += np.einsum("ij,ij->i", v, v)[None, :]
+    return np.maximum(d2, 0.0, out=d2)
+
+
+def gp_negative_log_likelihood(
+    theta: np.ndarray, z: np.ndarray, y: np.ndarray, nu: float
+) -> tuple[float, np.ndarray]:
+    """Negative log marginal likelihood of a GP (amplitude x Matérn with one length scale per
+    column, plus white noise) and its gradient, at ``theta = log([amplitude, *length_scales,
+    noise])``."""
+    from scipy.linalg import LinAlgError, cho_solve, cholesky
+    from scipy.linalg.lapack import dpotri
+
+    n, d = z.shape
+    amp, ls, noise = math.exp(theta[0]), np.exp(theta[1 : d + 1]), math.exp(theta[d + 1])
+    u = z / ls
+    d2 = _sq_dists(u, u)
+    np.fill_diagonal(d2, 0.0)
+    kf, factor = _matern_with_factor(d2, nu)
+    k = amp * kf
+    k.flat[:: n + 1] += noise
+    try:
+        low = cholesky(k, lower=True, check_finite=False)
+    except LinAlgError:
+        return 1e25, np.zeros_like(theta)
+    alpha = cho_solve((low, True), y, check_finite=False)
+    nll = (
+        0.5 * float(y @ alpha) + float(np.log(np.diag(low)).sum()) + 0.5 * n * math.log(2 * math.pi)
+    )
+    inv, info = dpotri(low, lower=1)
+    if info != 0:
+        return 1e25, np.zeros_like(theta)
+    inv = np.tril(inv) + np.tril(inv, -1).T
+    w = np.outer(alpha, alpha)
+    w -= inv
+    grad = np.empty(d + 2)
+    grad[0] = 0.5 * amp * float(np.einsum("ij,ij->", w, kf))
+    m = w * factor
+    m *= amp
+    rows = m.sum(axis=1)
+    grad[1 : d + 1] = (u * u * rows[:, None]).sum(axis=0) - (u * (m @ u)).sum(axis=0)
+    grad[d + 1] = 0.5 * noise * float(np.trace(w))
+    return nll, -grad
+
+
+def gp_hyperparameters(
+    z: np.ndarray,
+    y: np.ndarray,
+    nu: float,
+    start: np.ndarray | None = None,
+    num_restarts: int = 0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Maximum marginal likelihood hyperparameters (log scale), by L-BFGS-B within bounds from
+    ``start`` (default: amplitude 1, length scales 3, noise 0.01) and ``num_restarts`` seeded
+    random starts."""
+    from scipy.optimize import minimize
+
+    d = z.shape[1]
+    (a_lo, a_hi), (l_lo, l_hi), (n_lo, n_hi) = _GP_BOUNDS
+    bounds = np.log([(a_lo, a_hi)] + [(l_lo, l_hi)] * d + [(n_lo, n_hi)])
+    if start is None:
+        a0, l0, n0 = _GP_START
+        start = np.log([a0] + [l0] * d + [n0])
+    starts = [np.clip(start, bounds[:, 0], bounds[:, 1])]
+    rng = np.random.default_rng(seed)
+    starts += [rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(num_restarts)]
+    best: tuple[float, np.ndarray] | None = None
+    for s0 in starts:
+        res = minimize(
+            gp_negative_log_likelihood,
+            s0,
+            args=(z, y, nu),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+        )
+        if best is None or float(res.fun) < best[0]:
+            best = (float(res.fun), np.asarray(res.x, dtype=np.float64))
+    assert best is not None
+    return best[1]
+
+
+def gp_kernel(u: np.ndarray, v: np.ndarray, nu: float) -> np.ndarray:
+    """Unit-amplitude Matérn kernel between rows of already length-scaled inputs."""
+    return _matern_inplace(_sq_dists(u, v), nu)
+
+
+def gp_dual_coefficients(
+    u: np.ndarray,
+    y: np.ndarray,
+    amplitude: float,
+    noise: float,
+    nu: float,
+    counts: np.ndarray | None = None,
+    inducing: np.ndarray | None = None,
+) -> np.ndarray:
+    """Dual coefficients ``a`` of the posterior mean ``amplitude * k(x, points) @ a``.
+
+    Exact GP on the rows ``u`` (length-scaled) when ``inducing`` is None; otherwise the
+    subset-of-regressors mean with the ``inducing`` rows as points. ``counts`` weighs each row
+    (a bootstrap resample: a row drawn c times is one observation with noise / c; 0 leaves it
+    out)."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    c = np.ones(len(y)) if counts is None else np.asarray(counts, dtype=np.float64)
+    if inducing is None:
+        keep = c > 0
+        coef = np.zeros(len(y))
+        k = amplitude * gp_kernel(u[keep], u[keep], nu)
+        k.flat[:: keep.sum() + 1] += noise / c[keep]
+        coef[keep] = cho_solve(cho_factor(k, lower=True, check_finite=False), y[keep])
+        return coef
+    # Subset of regressors, in the stable form: with K_mm + jitter = L L^T and V = L^-1 K_mn,
+    # the mean's coefficients are L^-T (noise I + V C V^T)^-1 V C y (C: the counts).
+    from scipy.linalg import solve_triangular
+
+    kmn = amplitude * gp_kernel(inducing, u, nu)
+    kmm = amplitude * gp_kernel(inducing, inducing, nu)
+    kmm.flat[:: len(inducing) + 1] += SOR_JITTER * amplitude
+    low = np.linalg.cholesky(kmm)
+    v = solve_triangular(low, kmn, lower=True, check_finite=False)
+    a = (v * c[None, :]) @ v.T
+    a.flat[:: len(inducing) + 1] += noise
+    b = cho_solve(cho_factor(a, lower=True, check_finite=False), v @ (c * y))
+    return np.asarray(solve_triangular(low.T, b, lower=False, check_finite=False))
+
+
 class GPRegressor:
-    """Gaussian process regression on standardised log-weights (fitted with scikit-learn,
-    predicted with numpy from the saved hyperparameters and dual coefficients)."""
+    """Gaussian process regression on standardised log-weights: hyperparameters by maximum
+    marginal likelihood (analytic gradient, L-BFGS-B), posterior mean in numpy from the saved
+    hyperparameters and dual coefficients."""
 
     name: ClassVar[str] = "gp"
 
     def __init__(self, settings: GPSettings) -> None:
         self.settings = settings
         self.state: dict[str, np.ndarray] = {}
+        self._theta: np.ndarray | None = None
+        self._notes: list[str] = []
 
     def notes(self) -> list[str]:
-        """Nothing to report."""
-        return []
+        """Whether the subset-of-regressors approximation was used."""
+        return list(self._notes)
 
     def _z(self, x: np.ndarray) -> np.ndarray:
         st = self.state
         return (np.log(x + self.settings.log_epsilon) - st["feature_mean"]) / st["feature_scale"]
 
     def tune(self, x: np.ndarray, y: np.ndarray, folds: Folds) -> np.ndarray:
-        """Hyperparameters come from the marginal likelihood; out-of-fold predictions."""
-        return _out_of_fold(lambda: GPRegressor(self.settings), x, y, folds)
+        """Hyperparameters of every row first; each fold's GP then re-fits its own, starting
+        from those (the marginal likelihood of its training rows alone decides); out-of-fold
+        predictions."""
+        with _blas_threads(self.settings.num_threads):
+            self._theta = self._fit_theta(x, y, None)
+            oof = np.full(len(y), np.nan)
+            for train, valid in folds:
+                part = GPRegressor(self.settings)
+                part.fit(x[train], y[train], start=self._theta)
+                oof[valid] = part.predict(x[valid])
+        return oof
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Maximum-likelihood hyperparameters, then the dual coefficients."""
-        gpm = require("sklearn.gaussian_process", "scikit-learn")
-        kernels = require("sklearn.gaussian_process.kernels", "scikit-learn")
-        from sklearn.exceptions import ConvergenceWarning
-
-        s = self.settings
-        f = np.log(x + s.log_epsilon)
+    def _standardise(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = np.log(x + self.settings.log_epsilon)
         mean = f.mean(axis=0)
         scale = f.std(axis=0)
         scale[scale == 0] = 1.0
-        z = (f - mean) / scale
         y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
-        kernel = kernels.ConstantKernel(1.0, (1e-3, 1e3)) * kernels.Matern(
-            length_scale=np.full(x.shape[1], 3.0), length_scale_bounds=(1e-2, 1e3), nu=s.nu
-        ) + kernels.WhiteKernel(1e-2, (1e-6, 1.0))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gp = gpm.GaussianProcessRegressor(
-                kernel, normalize_y=False, n_restarts_optimizer=s.num_restarts, random_state=s.seed
-            ).fit(z, (y - y_mean) / y_scale)
-        k = gp.kernel_
         self.state = {
             "feature_mean": mean,
             "feature_scale": scale,
-            "length_scale": np.atleast_1d(np.asarray(k.k1.k2.length_scale, dtype=np.float64)),
-            "amplitude": np.asarray(float(k.k1.k1.constant_value)),
-            "noise": np.asarray(float(k.k2.noise_level)),
-            "train_z": z,
-            "dual_coef": np.asarray(gp.alpha_, dtype=np.float64).ravel(),
             "y_mean": np.asarray(y_mean),
             "y_scale": np.asarray(y_scale),
         }
+        return (f - mean) / scale, (y - y_mean) / y_scale
 
-    def predict(self, x: np.ndarray, chunk: int = 8192, num_threads: int = 0) -> np.ndarray:
-        """Posterior mean, in chunks of rows (distances through one matrix product), the chunks
-        spread over ``num_threads`` threads (0: every core; numpy releases the GIL)."""
+    def _subset(self, num_rows: int) -> np.ndarray | None:
+        if num_rows <= self.settings.max_rows:
+            return None
+        rng = np.random.default_rng(self.settings.seed)
+        return np.sort(rng.choice(num_rows, self.settings.max_rows, replace=False))
+
+    def _fit_theta(self, x: np.ndarray, y: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+        z, ys = self._standardise(x, y)
+        sub = self._subset(len(y))
+        if sub is not None:
+            z, ys = z[sub], ys[sub]
+        s = self.settings
+        restarts = s.num_restarts if start is None else 0
+        return gp_hyperparameters(z, ys, s.nu, start, restarts, s.seed)
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        start: np.ndarray | None = None,
+        counts: np.ndarray | None = None,
+    ) -> None:
+        """Maximum-likelihood hyperparameters (those found by :meth:`tune` on the same rows
+        are reused; ``start``: the search's starting point), then the dual coefficients."""
+        with _blas_threads(self.settings.num_threads):
+            self._fit(x, y, start, counts)
+
+    def _fit(
+        self, x: np.ndarray, y: np.ndarray, start: np.ndarray | None, counts: np.ndarray | None
+    ) -> None:
+        if self._theta is None or start is not None:
+            self._theta = self._fit_theta(x, y, start)
+        z, ys = self._standardise(x, y)
+        d = x.shape[1]
+        theta = self._theta
+        amp, ls, noise = math.exp(theta[0]), np.exp(theta[1 : d + 1]), math.exp(theta[d + 1])
+        u = z / ls
+        sub = self._subset(len(y))
+        points = z if sub is None else z[sub]
+        if sub is not None:
+            text = (
+                f"{len(y)} rows > gp.max_rows={self.settings.max_rows}: GP hyperparameters from "
+                "a random subset of that many rows, posterior mean by subset of regressors"
+            )
+            if text not in self._notes:
+                self._notes.append(text)
+                log.info("%s", text)
+        coef = gp_dual_coefficients(
+            u, ys, amp, noise, self.settings.nu, counts, None if sub is None else u[sub]
+        )
+        self.state.update(
+            {
+                "length_scale": ls,
+                "amplitude": np.asarray(amp),
+                "noise": np.asarray(noise),
+                "train_z": points,
+                "dual_coef": coef,
+            }
+        )
+
+    def fit_members(
+        self, x: np.ndarray, y: np.ndarray, counts: np.ndarray, num_threads: int = 0
+    ) -> None:
+        """One posterior mean per bootstrap resample (a row of ``counts``), with the
+        hyperparameters of the model of every row: only the dual coefficients change (a row
+        drawn c times counts as one observation with the noise divided by c)."""
+        if not self.state:
+            raise RuntimeError("fit the model first")
+        st = self.state
+        u = self._z(x) / st["length_scale"]
+        ys = (y - float(st["y_mean"])) / float(st["y_scale"])
+        sub = self._subset(len(y))
+        amp, noise = float(st["amplitude"]), float(st["noise"])
+        with _blas_threads(self.settings.num_threads):
+            self.state["member_dual_coef"] = np.stack(
+                [
+                    gp_dual_coefficients(
+                        u, ys, amp, noise, self.settings.nu, c, None if sub is None else u[sub]
+                    )
+                    for c in counts
+                ]
+            )
+
+    def predict(self, x: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Posterior mean through the compiled kernel (``regmix_plugin._trees``), rows spread
+        over ``num_threads`` threads (0: every core)."""
+        import importlib
+
         if not self.state:
             raise RuntimeError("fit or load the model first")
+        st = self.state
+        _trees = importlib.import_module("regmix_plugin._trees")
+        ls = st["length_scale"]
+        kernel = {1.5: 0, 2.5: 1}.get(self.settings.nu, 2)
+        out = _trees.gp_posterior_mean(
+            np.ascontiguousarray(self._z(x) / ls),
+            np.ascontiguousarray(st["train_z"] / ls),
+            np.ascontiguousarray(st["dual_coef"] * float(st["amplitude"])),
+            kernel,
+            num_threads,
+        )
+        return np.asarray(out) * float(st["y_scale"]) + float(st["y_mean"])
+
+    def predict_numpy(self, x: np.ndarray, chunk: int = 8192, num_threads: int = 0) -> np.ndarray:
+        """Posterior mean in numpy (the reference of :meth:`predict`), in chunks of rows
+        (distances through one matrix product) spread over ``num_threads`` threads."""
+        if not self.state:
+            raise RuntimeError("fit or load the model first")
+        return self._posterior(x, self.state["dual_coef"][:, None], chunk, num_threads)[:, 0]
+
+    def predict_members(self, x: np.ndarray) -> np.ndarray:
+        """Each member's posterior mean: ``[members, rows]`` (one kernel pass for all)."""
+        if "member_dual_coef" not in self.state:
+            raise _no_members("gp")
+        return self._posterior(x, self.state["member_dual_coef"].T, 2048, 0).T
+
+    def _posterior(
+        self, x: np.ndarray, coef: np.ndarray, chunk: int, num_threads: int
+    ) -> np.ndarray:
         st = self.state
         ls = st["length_scale"]
         t = st["train_z"] / ls
         t2 = np.einsum("ij,ij->i", t, t)
         minus_2t = -2.0 * t.T
-        alpha = st["dual_coef"] * float(st["amplitude"])
-        out = np.empty(len(x))
+        alpha = np.ascontiguousarray(coef * float(st["amplitude"]))
+        out = np.empty((len(x), alpha.shape[1]))
 
         def one(b: int) -> None:
             q = self._z(x[b : b + chunk]) / ls
@@ -489,30 +891,71 @@ class GPRegressor:
         """Write ``gp.npz`` (hyperparameters, training inputs, dual coefficients)."""
         import io
 
+        from regmix_plugin.io import atomic_write_bytes
+
         if not self.state:
             raise RuntimeError("fit the model first")
         buf = io.BytesIO()
         np.savez(buf, allow_pickle=False, **self.state)
-        from regmix_plugin.io import atomic_write_bytes
-
         atomic_write_bytes(folder / "gp.npz", buf.getvalue())
+        members = self.state.get("member_dual_coef")
         return {
             "files": ["gp.npz"],
             "length_scale": self.state["length_scale"].tolist(),
             "amplitude": float(self.state["amplitude"]),
             "noise": float(self.state["noise"]),
+            "num_points": len(self.state["train_z"]),
+            "num_members": 0 if members is None else len(members),
         }
 
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any], settings: GPSettings) -> GPRegressor:
-        """Read ``gp.npz``."""
+        """Read ``gp.npz`` and check its arrays' shapes."""
+        import zipfile
+
         path = folder / "gp.npz"
         if not path.is_file():
             raise DataError(f"model file {str(path)!r} is missing; refit with `regmix fit`")
         model = cls(settings)
-        with np.load(path) as data:
-            model.state = {k: np.asarray(data[k]) for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                model.state = {k: np.asarray(data[k]) for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(
+                f"model file {str(path)!r} is not a readable GP file ({exc}); "
+                "refit with `regmix fit`"
+            ) from exc
+        problem = _gp_state_problem(model.state, meta)
+        if problem:
+            raise DataError(
+                f"model file {str(path)!r} is damaged: {problem}; refit with `regmix fit`"
+            )
         return model
+
+
+def _gp_state_problem(state: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """What is wrong with a loaded ``gp.npz`` (empty: nothing)."""
+    need = ["feature_mean", "feature_scale", "length_scale", "amplitude", "noise", "train_z"]
+    missing = [k for k in [*need, "dual_coef", "y_mean", "y_scale"] if k not in state]
+    if missing:
+        return f"arrays {missing} are missing"
+    if any(state[k].dtype != np.float64 for k in state):
+        return "an array is not float64"
+    z = state["train_z"]
+    d = len(state["length_scale"])
+    if z.ndim != 2 or z.shape[1] != d or state["dual_coef"].shape != (len(z),):
+        return (
+            f"inconsistent shapes (points {z.shape}, dual coefficients {state['dual_coef'].shape})"
+        )
+    if "num_points" in meta and len(z) != int(meta["num_points"]):
+        return f"{len(z)} points, metadata.json records {meta['num_points']}"
+    members = state.get("member_dual_coef")
+    num_members = int(meta.get("num_members", 0 if members is None else len(members)))
+    if num_members and (members is None or members.shape != (num_members, len(z))):
+        return f"the ensemble's coefficients do not have the shape ({num_members}, {len(z)})"
+    if not all(np.isfinite(state[k]).all() for k in state):
+        return "non-finite values"
+    return ""
 
 
 class BlendRegressor:
@@ -554,6 +997,26 @@ class BlendRegressor:
             out += self.weight * self.trees.predict(x)
         if self.weight < 1:
             out += (1 - self.weight) * self.gp.predict(x)
+        return out
+
+    def fit_members(
+        self, x: np.ndarray, y: np.ndarray, counts: np.ndarray, num_threads: int = 0
+    ) -> None:
+        """Both parts' members on the same resamples, blended with the same weight."""
+        if self.weight > 0:
+            self.trees.fit_members(x, y, counts, num_threads)
+        if self.weight < 1:
+            self.gp.fit_members(x, y, counts, num_threads)
+
+    def predict_members(self, x: np.ndarray) -> np.ndarray:
+        """Each member's blend: ``[members, rows]``."""
+        out: np.ndarray | None = None
+        if self.weight > 0:
+            out = self.weight * self.trees.predict_members(x)
+        if self.weight < 1:
+            part = (1 - self.weight) * self.gp.predict_members(x)
+            out = part if out is None else out + part
+        assert out is not None
         return out
 
     def save(self, folder: Path) -> dict[str, Any]:
