@@ -242,7 +242,18 @@ def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
     if names & {"domains", "sample", "sweep", "optimize", "emit", "evaluate"}:
         study.require("domains")
     if "sample" in names:
-        study.require("sample")
+        sample = study.require("sample")
+        if "fit" in names:
+            from regmix_plugin.regression.fitting import min_rows
+
+            need = min_rows(study.fit.num_folds)
+            if sample.num_mixtures < need:
+                raise ConfigError(
+                    f"sample.num_mixtures is {sample.num_mixtures}, but fit's "
+                    f"{study.fit.num_folds}-fold cross-validation needs at least {need} proxies; "
+                    "raise sample.num_mixtures or lower fit.num_folds (checked before any proxy "
+                    "trains)"
+                )
     if names & PROXY_STAGES:
         study.require("proxy")
 

@@ -294,3 +294,13 @@ def test_fit_out_under_a_file_is_a_clear_error(
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert "which is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_too_few_proxies_for_the_folds_fails_before_any_stage(
+    tmp_path: Path, corpus: dict[str, str]
+) -> None:
+    config = _study_yaml(tmp_path)
+    study = load_study(config, ["sample.num_mixtures=5", "fit.num_folds=5"])
+    with pytest.raises(ConfigError, match=r"needs at least 10 proxies"):
+        run_pipeline(study)
+    assert not (tmp_path / "run" / "mixtures.csv").exists()

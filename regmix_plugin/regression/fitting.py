@@ -45,7 +45,9 @@ from regmix_plugin.regression.uncertainty import (
     calibrated_residual_sd,
     estimate_noise,
     out_of_bag,
+    pearson,
     predictive_interval,
+    spearman,
 )
 from regmix_plugin.tables import Table, write_table
 
@@ -181,24 +183,6 @@ def kfold(
     ]
 
 
-def _rank(a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return np.asarray(rankdata(a), dtype=np.float64)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 0 else float("nan")
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
-    return _pearson(_rank(a), _rank(b))
-
-
 def cv_metrics(
     y: np.ndarray, oof: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]
 ) -> CVMetrics:
@@ -206,7 +190,7 @@ def cv_metrics(
     s, p, m = [], [], []
     for _, valid in folds:
         s.append(spearman(oof[valid], y[valid]))
-        p.append(_pearson(oof[valid], y[valid]))
+        p.append(pearson(oof[valid], y[valid]))
         m.append(float(np.mean((oof[valid] - y[valid]) ** 2)))
 
     def mean_std(values: list[float]) -> tuple[float, float]:
@@ -359,7 +343,8 @@ def verify_files(folder: Path, records: dict[str, dict[str, Any]]) -> None:
             )
 
 
-def _min_rows(num_folds: int) -> int:
+def min_rows(num_folds: int) -> int:
+    """The fewest usable rows a target needs for ``num_folds``-fold cross-validation."""
     return max(2 * num_folds, 8)
 
 
@@ -381,7 +366,7 @@ def _fit_target(
         notes = [*notes, text]
     ids = [rid for rid, k in zip(ids, ok, strict=True) if k]
     x, y = x[ok], y[ok]
-    need = _min_rows(config.num_folds)
+    need = min_rows(config.num_folds)
     if len(y) < need:
         raise DataError(
             f"target {name!r}: {len(y)} usable row(s), {config.num_folds}-fold cross-validation "
@@ -443,6 +428,72 @@ def _fit_target(
     )
 
 
+def _wanted_targets(
+    targets: list[str] | None, config: FitConfig, results: Table
+) -> tuple[list[str], bool]:
+    """The targets to fit, and whether they were named (named ones may not be skipped)."""
+    wanted = list(targets) if targets else list(config.targets)
+    explicit = bool(wanted)
+    if not wanted:
+        wanted = list(results.columns)
+    missing = [t for t in wanted if t not in results.columns]
+    if missing:
+        raise DataError(
+            f"target column(s) {missing} not in the results table; "
+            f"its columns are {results.columns}"
+        )
+    return wanted, explicit
+
+
+def _metadata(
+    config: FitConfig,
+    mixtures: Table,
+    summaries: list[TargetSummary],
+    skipped: dict[str, str],
+    tmp: Path,
+) -> dict[str, Any]:
+    """``metadata.json``: settings, per target its CV quality, ensemble, noise and file records."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "regressor": config.regressor,
+        "domains": list(mixtures.columns),
+        "id_column": mixtures.id_column,
+        "config": to_dict(config),
+        "targets": {
+            s.target: {
+                "folder": target_slug(s.target),
+                "num_rows": s.num_rows,
+                "num_dropped": s.num_dropped,
+                "row_hash": s.row_hash,
+                "cv": to_dict(s.cv),
+                "chosen": s.chosen,
+                "notes": s.notes,
+                "ensemble": {
+                    "num_members": s.num_members,
+                    "residual_sd": None if math.isnan(s.residual_sd) else s.residual_sd,
+                    "oof_rmse": s.oof_rmse,
+                },
+                "noise": None if s.noise is None else to_dict(s.noise),
+                "files": _file_records(tmp / target_slug(s.target), s.chosen),
+            }
+            for s in summaries
+        },
+        "skipped": skipped,
+    }
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Move the folder built aside into place (the old one aside first, then removed)."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
 def fit(
     mixtures: Table,
     results: Table,
@@ -463,16 +514,7 @@ def fit(
     rows with identical weights). With them, each target's seed noise and signal-to-noise
     ratio are estimated and stored in ``metadata.json``; None: not estimated.
     """
-    wanted = list(targets) if targets else list(config.targets)
-    explicit = bool(wanted)
-    if not wanted:
-        wanted = list(results.columns)
-    missing = [t for t in wanted if t not in results.columns]
-    if missing:
-        raise DataError(
-            f"target column(s) {missing} not in the results table; "
-            f"its columns are {results.columns}"
-        )
+    wanted, explicit = _wanted_targets(targets, config, results)
     ids, x, yall, notes = join_tables(mixtures, results)
     for text in notes:
         log.warning("%s", text)
@@ -499,42 +541,10 @@ def fit(
         slugs = [target_slug(s.target) for s in summaries]
         if len(set(slugs)) != len(slugs):
             raise DataError(f"two targets map to the same folder name: {slugs}")
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "regressor": config.regressor,
-            "domains": list(mixtures.columns),
-            "id_column": mixtures.id_column,
-            "config": to_dict(config),
-            "targets": {
-                s.target: {
-                    "folder": target_slug(s.target),
-                    "num_rows": s.num_rows,
-                    "num_dropped": s.num_dropped,
-                    "row_hash": s.row_hash,
-                    "cv": to_dict(s.cv),
-                    "chosen": s.chosen,
-                    "notes": s.notes,
-                    "ensemble": {
-                        "num_members": s.num_members,
-                        "residual_sd": None if math.isnan(s.residual_sd) else s.residual_sd,
-                        "oof_rmse": s.oof_rmse,
-                    },
-                    "noise": None if s.noise is None else to_dict(s.noise),
-                    "files": _file_records(tmp / target_slug(s.target), s.chosen),
-                }
-                for s in summaries
-            },
-            "skipped": skipped,
-        }
-        atomic_write_json(tmp / MODEL_METADATA_FILE, meta)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        atomic_write_json(
+            tmp / MODEL_METADATA_FILE, _metadata(config, mixtures, summaries, skipped, tmp)
+        )
+        _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

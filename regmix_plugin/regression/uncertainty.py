@@ -24,6 +24,24 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _rank(a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return np.asarray(rankdata(a), dtype=np.float64)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 0 else float("nan")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    return pearson(_rank(a), _rank(b))
+
+
 def _normal_quantile(p: float) -> float:
     from scipy.stats import norm
 
@@ -196,7 +214,6 @@ def paired_spearman_difference(
 ) -> tuple[float, float, float]:
     """Spearman(a, truth) - Spearman(b, truth), and its central ``level`` percentile interval
     over bootstrap resamples of the rows (the same resample for both sides: paired)."""
-    from regmix_plugin.regression.fitting import spearman
 
     _check_level(level)
     pa, pb, t = (np.asarray(v, dtype=np.float64) for v in (a, b, truth))
