@@ -166,6 +166,9 @@ class OptimizeResult:
     lower: dict[str, float]
     upper: dict[str, float]
     settings: dict[str, Any]
+    uncertainty: dict[str, Any] | None = None
+    """With an ensemble model: the chosen mixture's and each baseline's predicted interval, the
+    probability that the chosen mixture beats each baseline, and the members' own choices."""
 
 
 def _as_dict(names: list[str], w: np.ndarray) -> dict[str, float]:
@@ -203,8 +206,10 @@ def _draw_scored(
     config: OptimizeConfig,
     top: _TopK,
     what: str,
+    pool: _TopK | None = None,
 ) -> int:
-    """Draw until ``num`` feasible candidates are scored into ``top``; returns draws made."""
+    """Draw until ``num`` feasible candidates are scored into ``top`` (and ``pool``); returns
+    draws made."""
     done = drawn = 0
     limit = int(config.max_draw_factor * num)
     while done < num:
@@ -220,7 +225,10 @@ def _draw_scored(
         drawn += len(x)
         x = x[_feasible(x, lower, upper)][:want]
         if len(x):
-            top.add(x, predict(x))
+            y = predict(x)
+            top.add(x, y)
+            if pool is not None:
+                pool.add(x, y)
             done += len(x)
     return drawn
 
@@ -359,8 +367,9 @@ def optimize(
         return dirichlet(rng, s * prior[None, :])
 
     sim = _TopK(config.top_k, len(domains))
+    pool = _TopK(max(POOL_SIZE, config.top_k), len(domains))  # for the members' own choices
     num_drawn = _draw_scored(
-        from_prior, predict, lower, upper, config.num_candidates, config, sim, "simulation"
+        from_prior, predict, lower, upper, config.num_candidates, config, sim, "simulation", pool
     )
     chosen = sim.x.mean(axis=0)
     simulation = Candidate(_as_dict(domains, chosen), float(predict(chosen[None, :])[0]))
@@ -369,6 +378,9 @@ def optimize(
         iterative, drawn = _iterative(from_prior, predict, lower, upper, config, rng, domains)
         num_drawn += drawn
     method, weights, predicted = _pick(config, simulation, iterative)
+    baselines = _baselines(predict, prior, lower, upper, observed)
+    extra = _baseline_rows(prior, observed, baselines)
+    uncertainty = _uncertainty(model, target, domains, weights, extra, pool.x, config.top_k)
     return OptimizeResult(
         names=domains,
         target=target,
@@ -383,7 +395,7 @@ def optimize(
             "max": float(sim.y.max()),
         },
         top_k_weight_std=_as_dict(domains, sim.x.std(axis=0)),
-        baselines=_baselines(predict, prior, lower, upper, observed),
+        baselines=baselines,
         iterative=iterative,
         num_evaluations=config.num_candidates * (2 if config.search.enabled else 1),
         num_drawn=num_drawn,
@@ -391,7 +403,79 @@ def optimize(
         lower=_as_dict(domains, lower),
         upper=_as_dict(domains, np.minimum(upper, 1.0)),
         settings=to_dict(config),
+        uncertainty=uncertainty,
     )
+
+
+#: Candidates kept (best by the full model) for each ensemble member to choose its own top k.
+POOL_SIZE = 4000
+#: Coverage of the intervals reported with an ensemble model.
+INTERVAL_LEVEL = 0.9
+
+
+def _baseline_rows(
+    prior: np.ndarray,
+    observed: tuple[list[str], np.ndarray, np.ndarray] | None,
+    baselines: dict[str, dict[str, Any]],
+) -> dict[str, np.ndarray]:
+    """The weight vector (model domain order) of every baseline."""
+    k = len(prior)
+    rows = {"token_prior": prior, "uniform": np.full(k, 1.0 / k)}
+    if observed is not None and "best_observed" in baselines:
+        ids, ox, _ = observed
+        rows["best_observed"] = ox[ids.index(baselines["best_observed"]["mixture_id"])]
+    return rows
+
+
+def _uncertainty(
+    model: Any,
+    target: str,
+    domains: list[str],
+    weights: dict[str, float],
+    baselines: dict[str, np.ndarray],
+    pool: np.ndarray,
+    top_k: int,
+) -> dict[str, Any] | None:
+    """Intervals, paired probabilities of beating each baseline, and the stability of the
+    choice (each member's own top-k mean over the best candidates), when the model has an
+    ensemble of at least 2 members; None otherwise."""
+    from regmix_plugin.regression.uncertainty import choice_intervals, probability_beats
+
+    if not hasattr(model, "num_members") or model.num_members(target) < 2:
+        return None
+    chosen = np.array([weights[d] for d in domains])
+    rows = np.stack([chosen, *baselines.values()])
+    mean, lo, hi = model.predict_interval(rows, target, INTERVAL_LEVEL)
+    members = model.predict_members(rows, target)
+    names = ["chosen", *baselines]
+    predicted = {
+        n: {"mean": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}
+        for i, n in enumerate(names)
+    }
+    beats = {
+        n: float(probability_beats(members[:, 0], members[:, i]))
+        for i, n in enumerate(names)
+        if i > 0
+    }
+    scores = model.predict_members(pool, target)  # [members, pool]
+    k = min(top_k, pool.shape[0])
+    own = np.stack([pool[np.argsort(s, kind="stable")[:k]].mean(axis=0) for s in scores])
+    spread = choice_intervals(own, INTERVAL_LEVEL)
+    return {
+        "level": INTERVAL_LEVEL,
+        "num_members": int(members.shape[0]),
+        "predicted": predicted,
+        "probability_chosen_beats": beats,
+        "choice": {
+            d: {
+                "median": float(spread.median[j]),
+                "lo": float(spread.lo[j]),
+                "hi": float(spread.hi[j]),
+            }
+            for j, d in enumerate(domains)
+        },
+        "pool_size": int(pool.shape[0]),
+    }
 
 
 def _iterative(
@@ -455,6 +539,7 @@ def write_weights_yaml(path: str | Path, result: OptimizeResult) -> None:
         "baselines": result.baselines,
         "iterative_search": result.iterative,
         "simulation_weights": result.simulation.weights,
+        "uncertainty": result.uncertainty,
         "bounds": {"lower": result.lower, "upper": result.upper},
         "num_evaluations": result.num_evaluations,
         "num_drawn": result.num_drawn,
@@ -549,6 +634,21 @@ def format_result(result: OptimizeResult) -> str:
     for name, b in result.baselines.items():
         extra = f" (observed {b['observed']:.5f}, id {b['mixture_id']})" if "observed" in b else ""
         lines.append(f"  baseline {name:16s} predicted {b['predicted']:.5f}{extra}")
+    u = result.uncertainty
+    if u is not None:
+        level = f"{100 * u['level']:.0f}%"
+        for name, p in u["predicted"].items():
+            beats = u["probability_chosen_beats"].get(name)
+            extra = "" if beats is None else f", P(chosen beats it) {beats:.2f}"
+            lines.append(
+                f"  {name:24s}  {p['mean']:.5f}  {level} interval [{p['lo']:.5f}, {p['hi']:.5f}]"
+                f"{extra}"
+            )
     top = sorted(result.weights.items(), key=lambda kv: -kv[1])[:8]
     lines.append("  weights: " + ", ".join(f"{n} {w:.4f}" for n, w in top))
+    if u is not None:
+        lines.append(
+            f"  each of the {u['num_members']} members' own choice, {level} per domain: "
+            + ", ".join(f"{n} [{c['lo']:.3f}, {c['hi']:.3f}]" for n, c in u["choice"].items())
+        )
     return "\n".join(lines)

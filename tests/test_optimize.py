@@ -18,6 +18,7 @@ from regmix_plugin.mixtures import load_weights_yaml
 from regmix_plugin.optimize import (
     OptimizeConfig,
     dirichlet,
+    format_result,
     optimize,
     write_weights_yaml,
 )
@@ -260,3 +261,30 @@ def test_cli_with_study_and_with_prior_file(
     )
     assert rc == 2 and "missing ['books', 'math']" in capsys.readouterr().err
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_ensemble_gives_intervals_paired_probabilities_and_choice_spread(
+    linear_model: FittedModel,
+) -> None:
+    """The linear fixture fits 32 bootstrap members by default: optimize reports, for the chosen
+    mixture and each baseline, an interval, and P(chosen beats it) paired over the members."""
+    assert linear_model.num_members(TARGET) >= 2
+    result = optimize(linear_model, PRIOR, DOMAINS, np.zeros(4), np.ones(4), _cfg())
+    u = result.uncertainty
+    assert u is not None and u["level"] == 0.9
+    chosen = np.array([result.weights[d] for d in DOMAINS])
+    uniform = np.full(4, 0.25)
+    members = linear_model.predict_members(np.stack([chosen, uniform, PRIOR]), TARGET)
+    # Paired over members, computed here: the share of members that score chosen below uniform.
+    expected = float(
+        np.mean(members[:, 0] < members[:, 1]) + 0.5 * np.mean(members[:, 0] == members[:, 1])
+    )
+    assert u["probability_chosen_beats"]["uniform"] == pytest.approx(expected)
+    assert u["probability_chosen_beats"]["uniform"] > 0.9  # more web and books: clearly better
+    for p in u["predicted"].values():
+        assert p["lo"] < p["mean"] < p["hi"]
+    assert u["predicted"]["chosen"]["hi"] < u["predicted"]["token_prior"]["hi"]
+    for d in DOMAINS:
+        c = u["choice"][d]
+        assert 0.0 <= c["lo"] <= c["median"] <= c["hi"] <= 1.0
+    assert "P(chosen beats it)" in format_result(result)
