@@ -288,3 +288,19 @@ def test_ensemble_gives_intervals_paired_probabilities_and_choice_spread(
         c = u["choice"][d]
         assert 0.0 <= c["lo"] <= c["median"] <= c["hi"] <= 1.0
     assert "P(chosen beats it)" in format_result(result)
+
+
+def test_predict_writes_interval_columns(linear_model: FittedModel, tmp_path: Path) -> None:
+    mixtures, _ = _tables(num_rows=5, seed=3)
+    write_table(tmp_path / "cands.csv", mixtures)
+    out = tmp_path / "pred.csv"
+    args = ["predict", "--model", str(linear_model.path), "--mixtures", str(tmp_path / "cands.csv")]
+    assert main([*args, "--out", str(out), "--interval", "0.9"]) == 0
+    from regmix_plugin.tables import read_table
+
+    table = read_table(out)
+    assert table.columns == [TARGET, f"{TARGET}/lo", f"{TARGET}/hi"]
+    lo, hi = table.column(f"{TARGET}/lo"), table.column(f"{TARGET}/hi")
+    assert np.all(lo < hi)
+    assert main([*args, "--out", str(tmp_path / "bad.csv"), "--interval", "1.5"]) == 2
+    assert not (tmp_path / "bad.csv").exists()

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -198,6 +199,12 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", action="append", default=[], metavar="COLUMN", help="only these targets"
     )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        metavar="LEVEL",
+        help="also write each target's ensemble interval (<target>/lo, <target>/hi), e.g. 0.9",
+    )
 
 
 def command_predict(args: argparse.Namespace) -> int:
@@ -208,9 +215,27 @@ def command_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     mixtures = stages.read_weights_table(Path(args.mixtures), model.domains)
     table = predict_table(model, mixtures, args.target or None)
+    if args.interval is not None:
+        if not 0 < args.interval < 1:
+            raise ConfigError(f"--interval must be between 0 and 1, got {args.interval}")
+        table = _with_intervals(model, mixtures, table, args.interval)
     write_table(args.out, table)
     say(f"wrote {len(table.ids)} rows x {len(table.columns)} target(s) to {args.out}")
     return 0
+
+
+def _with_intervals(model: Any, mixtures: Any, table: Any, level: float) -> Any:
+    """The predictions table with ``<target>/lo`` and ``<target>/hi`` columns added."""
+    from regmix_plugin.regression import align_columns
+    from regmix_plugin.tables import Table
+
+    x = align_columns(mixtures, model.domains)
+    columns, values = list(table.columns), [table.values]
+    for target in table.columns:
+        _, lo, hi = model.predict_interval(x, target, level)
+        columns += [f"{target}/lo", f"{target}/hi"]
+        values.append(np.column_stack([lo, hi]))
+    return Table(table.id_column, list(table.ids), columns, np.hstack(values))
 
 
 # -- optimize --------------------------------------------------------------------------------------
