@@ -31,12 +31,16 @@ from regmix_plugin.evaluate import EvaluateConfig, l1_distance
 from regmix_plugin.io import atomic_write_json, atomic_write_text
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
+    NO_REPLICATES,
+    Replicates,
     SampleResult,
     load_weights_yaml,
     mixture_id,
     read_mixtures,
+    read_replicates,
     sample_mixtures,
     write_mixtures,
+    write_replicates,
 )
 from regmix_plugin.study import StudyConfig
 from regmix_plugin.tables import Table, check_weights_table, read_table
@@ -101,8 +105,15 @@ def sample(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Sampl
     """``sample``: draw the proxy mixtures; write the summary, then the mixtures table."""
     result = sample_mixtures(catalogue, study.require("sample"))
     atomic_write_json(layout.mixtures_summary, result.summary)
+    write_replicates(layout.mixture_seeds, result.replicates or NO_REPLICATES)
     write_mixtures(layout.mixtures, result.mixtures)
     return result
+
+
+def replicates(layout: RunLayout) -> Replicates:
+    """The replicate runs of the study's mixtures table (none without the file beside it)."""
+    ids = read_table(layout.mixtures).ids if layout.mixtures.is_file() else None
+    return read_replicates(layout.mixture_seeds, ids)
 
 
 def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any]:
@@ -121,7 +132,8 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
     """The sweep's plan (nothing written): one run per row of the mixtures table."""
     from regmix_plugin.sweep.runner import make_plan
 
-    study.require("proxy")
+    proxy = study.require("proxy")
+    reps = replicates(layout)
     text = (
         f"# the study as run (from {study.config_path}; overrides {list(study.overrides)});\n"
         "# every default filled in, every path absolute; every proxy of this sweep reads it\n"
@@ -136,6 +148,9 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
         study_text=text,
         cwd=study.config_dir,
         source=study.config_path,
+        base_seed=proxy.seed,
+        seed_offsets=reps.seed_offsets,
+        replicate_groups=reps.groups,
     )
 
 
