@@ -308,7 +308,9 @@ class Replicates:
 NO_REPLICATES = Replicates(seed_offsets={}, groups=[])
 
 
-def add_replicates(mixtures: Mixtures, num_anchors: int, num_seeds: int) -> tuple[Mixtures, Replicates]:
+def add_replicates(
+    mixtures: Mixtures, num_anchors: int, num_seeds: int
+) -> tuple[Mixtures, Replicates]:
     """The table with ``num_seeds - 1`` replicate rows for each of its first ``num_anchors``
     mixtures appended (seed-major: every anchor's ``.s1``, then every ``.s2``), and their seeds."""
     if num_anchors == 0 or num_seeds <= 1:

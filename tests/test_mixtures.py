@@ -285,7 +285,7 @@ def test_replicates_append_rows_with_derived_ids_and_keep_the_design(tmp_path):
     assert len(m) == 12 + 3 * 2 and len(set(m.ids)) == len(m.ids)
     expected_ids = [f"{p.ids[i]}.s{k}" for k in (1, 2) for i in range(3)]
     assert m.ids[12:] == expected_ids
-    for i, rid in enumerate(expected_ids):
+    for i, _rid in enumerate(expected_ids):
         assert np.array_equal(m.weights[12 + i], p.weights[i % 3])
     r = reps.replicates
     assert r is not None and plain.replicates is not None and not plain.replicates.groups
@@ -297,8 +297,10 @@ def test_replicates_append_rows_with_derived_ids_and_keep_the_design(tmp_path):
 
 def test_sample_stage_writes_the_seeds_file_and_removes_a_stale_one(tmp_path):
     study = planning_study(
-        tmp_path, TOKENS, 20000, sample={"num_mixtures": 6, "num_anchor_mixtures": 2,
-                                         "num_seeds": 2}  # fmt: skip
+        tmp_path,
+        TOKENS,
+        20000,
+        sample={"num_mixtures": 6, "num_anchor_mixtures": 2, "num_seeds": 2},
     )
     layout = study.layout
     stages.sample(study, layout, load_catalogue(study.domains))
