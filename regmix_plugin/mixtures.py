@@ -552,6 +552,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"{summary['num_distinct_accepted']} distinct accepted",
         f"non-zero domains per mixture: min {nz['min']}, mean {nz['mean']:.2f}, max {nz['max']}",
     ]
+    reps = summary.get("replicates")
+    if reps:
+        lines.append(
+            f"replicates: the first {reps['num_anchor_mixtures']} mixtures x {reps['num_seeds']} "
+            f"proxy seeds, {reps['num_runs']} runs in all"
+        )
     rows = []
     for name, d in summary["domains"].items():
         cap = "-" if d["max_weight"] is None else f"{min(d['max_weight'], 1.0):.4f}"

@@ -293,6 +293,11 @@ def test_replicates_append_rows_with_derived_ids_and_keep_the_design(tmp_path):
     assert r.groups == [[p.ids[i], f"{p.ids[i]}.s1", f"{p.ids[i]}.s2"] for i in range(3)]
     assert r.seed_offset(p.ids[0]) == 0 and r.group_of(p.ids[5]) == [p.ids[5]]
     assert reps.summary["num_mixtures"] == 12 and reps.summary["replicates"]["num_runs"] == 18
+    from regmix_plugin.mixtures import format_summary
+
+    assert "replicates: the first 3 mixtures x 3 proxy seeds, 18 runs" in format_summary(
+        reps.summary
+    )
 
 
 def test_sample_stage_writes_the_seeds_file_and_removes_a_stale_one(tmp_path):
