@@ -442,7 +442,11 @@ def _predicted(layout: RunLayout, doc: Mapping[str, Any], level: float) -> _Pred
         return out
     from regmix_plugin.regression import load_model
 
-    model = load_model(layout.model_dir)
+    try:
+        model = load_model(layout.model_dir)
+    except RegMixError as exc:
+        log.warning("report: no intervals, the model does not load: %s", exc)
+        return out
     members_of = getattr(model, "num_members", None)
     if members_of is None or target not in model.targets or members_of(target) < 2:
         return out

@@ -93,3 +93,57 @@ def test_console_text_names_each_verdict() -> None:
     }
     text = format_evaluation(ev)
     assert "2.3100 ± 0.0100" in text and "[+0.0300, +0.0700]: beats" in text
+
+
+def test_report_leads_with_the_answer(tmp_path) -> None:
+    """The first section gives the mixture, the noise (with the warning below report.min_snr),
+    the rank transfer (too small below min_rho) and the measured evaluation, from the run's
+    artifacts (a model folder that holds only metadata gives no interval, and no failure)."""
+    import json
+
+    import yaml
+
+    from regmix_plugin.layout import RunLayout
+    from regmix_plugin.report import ReportConfig, write_report
+
+    layout = RunLayout(tmp_path)
+    layout.weights.write_text(
+        yaml.safe_dump(
+            {"weights": {"a": 0.7, "b": 0.3}, "target": "t", "predicted": {"chosen": 2.5}}
+        )
+    )
+    layout.model_dir.mkdir()
+    noise = {"sigma": 0.02, "dof": 4, "num_groups": 2, "spread": 0.03, "snr": 1.5}
+    meta = {"domains": ["a", "b"], "targets": {"t": {"folder": "t", "noise": noise}}}
+    layout.model_metadata.write_text(json.dumps(meta))
+    layout.transfer.write_text(
+        json.dumps(
+            {
+                "target": "t",
+                "spearman_rho": 0.7,
+                "interval": {"level": 0.9, "lo": 0.2, "hi": 0.95},
+                "chosen_rank": {"small": 1, "large": 2, "of": 9},
+                "proxies_too_small": True,
+                "min_rho": 0.8,
+            }
+        )
+    )
+    runs = {"chosen": {"mean": 2.31, "std": 0.01}, "uniform": {"mean": 2.36, "std": 0.02}}
+    comparison = {"mean_difference": 0.05, "lo": 0.01, "hi": 0.09, "verdict": "beats"}
+    layout.evaluation.write_text(
+        json.dumps(
+            {"target": "t", "num_seeds": 3, "runs": runs, "comparisons": {"uniform": comparison}}
+        )
+    )
+    _, md_path = write_report(layout, ReportConfig())
+    answer = md_path.read_text().split("## ")[1]
+    assert answer.startswith("The answer")
+    assert "Recommended mixture: a 0.700, b 0.300" in answer
+    assert "Predicted t: 2.5000 (no interval" in answer
+    assert "sigma 0.0200 (from 2 replicated mixtures); signal-to-noise 1.5" in answer
+    assert "Warning: signal-to-noise 1.5 is below 2.0" in answer
+    assert "Spearman rho 0.700, 90% interval [0.200, 0.950] over 9 mixtures" in answer
+    assert "The proxies are too small for this target" in answer
+    assert "uniform 2.3600 ± 0.0200 (beats: uniform - chosen [+0.0100, +0.0900])" in answer
+    _, md_path = write_report(layout, ReportConfig(min_snr=1.0))
+    assert "Warning" not in md_path.read_text().split("## ")[1]
