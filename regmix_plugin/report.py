@@ -187,17 +187,27 @@ def _read_optional_table(path: Path) -> Table | None:
     return read_table(path) if path.is_file() else None
 
 
-def _design_section(mixtures: Table | None, figs: _Figures) -> Section:
+def _design_section(layout: RunLayout, figs: _Figures) -> Section:
     s = Section("Mixture design")
+    mixtures = _read_optional_table(layout.mixtures)
     if mixtures is None:
         s.paragraphs.append("mixtures.csv is not there yet: run `regmix sample`.")
         return s
-    w = mixtures.values
+    from regmix_plugin.mixtures import read_replicates
+
+    replicates = read_replicates(layout.mixture_seeds, mixtures.ids)
+    distinct = [i for i, rid in enumerate(mixtures.ids) if not replicates.seed_offset(rid)]
+    w = mixtures.values[distinct]
     nonzero = (w > 0).sum(axis=1)
     s.paragraphs.append(
-        f"{len(mixtures.ids)} mixtures over {len(mixtures.columns)} domains; non-zero domains per "
+        f"{len(w)} mixtures over {len(mixtures.columns)} domains; non-zero domains per "
         f"mixture: min {nonzero.min()}, median {int(np.median(nonzero))}, max {nonzero.max()}."
     )
+    if replicates.groups:
+        s.paragraphs.append(
+            f"{len(replicates.groups)} of them trained more than once, with other proxy seeds "
+            f"({len(mixtures.ids) - len(w)} replicate runs), to measure the seed noise."
+        )
     s.table = (
         ["domain", "min", "mean", "max", "share of mixtures > 0"],
         [
@@ -654,7 +664,7 @@ def write_report(
     sections: list[Section] = []
     for build in (
         lambda: _answer_section(layout, cfg),
-        lambda: _design_section(_read_optional_table(layout.mixtures), figs),
+        lambda: _design_section(layout, figs),
         lambda: _model_section(layout, figs),
         lambda: _weights_section(layout, figs),
         lambda: _evaluation_section(layout),
