@@ -388,3 +388,34 @@ def test_a_custom_command_without_seed_refuses_replicates(tmp_path):
     stages.sample(study, study.layout, catalogue)
     with pytest.raises(ConfigError, match=r"passes no \{seed\}"):
         stages.plan_sweep(study, study.layout, catalogue)
+
+
+def test_train_proxy_takes_the_replicate_seed_beside_the_table_and_seed_overrides(tmp_path, capsys):
+    """``regmix train-proxy --dry-run`` shows the proxy seed it would train with."""
+    from regmix_plugin.corpus import write_indexed_dataset
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_indexed_dataset(tmp_path / name, [rng.integers(0, 16, 40) for _ in range(20)])
+    study = {
+        "run_dir": "run",
+        "domains": {
+            "num_target_tokens": 1000,
+            "entries": [{"name": n, "prefixes": [n]} for n in "ab"],
+        },
+        "sample": {"num_mixtures": 3, "num_anchor_mixtures": 1, "num_seeds": 3, "grid": 0.01},
+        "proxy": {"vocab_size": 16, "seed": 7},
+    }
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(study))
+    assert cli.main(["sample", str(config)]) == 0
+    first = read_mixtures(tmp_path / "run" / "mixtures.csv").ids[0]
+    capsys.readouterr()
+
+    def seed_of(*args: str) -> int:
+        assert cli.main(["train-proxy", str(config), *args, "--dry-run"]) == 0
+        return int(json.loads(capsys.readouterr().out)["proxy"]["seed"])
+
+    assert seed_of("--mixture", first) == 7
+    assert seed_of("--mixture", f"{first}.s2") == 9
+    assert seed_of("--mixture", f"{first}.s2", "--seed", "40") == 40
