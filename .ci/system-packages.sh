@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: a compiler, Slurm + munge (the Slurm launcher's tests
-# start a real single-node cluster), chromium (the report is checked in a headless browser).
-# Idempotent; a no-op when everything is present. `--list` prints the packages.
+# Debian packages the test suite needs: a compiler, Slurm + munge + slurmdbd + MariaDB (the Slurm
+# tests start a real single-node cluster, with accounting for NeMo-Run's SlurmExecutor), chromium
+# (the report is checked in a headless browser), and the real-text corpus builder's small preset
+# (tests/test_realtext.py): manpages, libc6-dev, dict-devil, bible-kjv(-text), fortunes-it,
+# fortunes-es. Idempotent; a no-op when everything is present. `--list` prints the packages.
 set -euo pipefail
-PKGS=(g++ make slurmctld slurmd slurm-client munge chromium)
+PKGS=(g++ make slurmctld slurmd slurm-client munge slurmdbd mariadb-server chromium
+      manpages libc6-dev dict-devil bible-kjv-text bible-kjv fortunes-it fortunes-es)
 if [ "${1:-}" = "--list" ]; then echo "${PKGS[*]}"; exit 0; fi
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

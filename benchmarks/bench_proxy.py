@@ -145,14 +145,20 @@ def _train_step(model: nn.Module, loss_of: Any, dtype: torch.dtype, device: torc
 def bench_models(cfg: ProxyConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Alternate timed repeats of the megatron-core and the plain model; medians of each."""
     from regmix_plugin.proxy.cpu_compat import seed_model_parallel
-    from regmix_plugin.proxy.model import build_model, layer_spec_name, token_losses
+    from regmix_plugin.proxy.model import (
+        build_model,
+        layer_spec_name,
+        token_losses,
+        uses_fused_loss,
+    )
     from regmix_plugin.proxy.runtime import proxy_runtime
 
     preset = cfg.model_preset()
     with proxy_runtime(cfg) as rt:
         device, dtype = rt.device, rt.dtype
         seed_model_parallel(0, device)
-        megatron = build_model(preset, cfg, device)
+        fused = uses_fused_loss(device, dtype)  # as the trainer: fused cross-entropy on CUDA bf16
+        megatron = build_model(preset, cfg, device, fused_loss=fused)
         plain = PlainGPT(preset, cfg.vocab_size, cfg.seq_length).to(device)
         n_meg = sum(p.numel() for p in megatron.parameters())
         n_plain = sum(p.numel() for p in plain.parameters())
@@ -170,7 +176,7 @@ def bench_models(cfg: ProxyConfig, args: argparse.Namespace) -> dict[str, Any]:
         ]
         meg_step = _train_step(
             megatron,
-            lambda m, t: token_losses(m, t[:, :-1], pos, mask, t[:, 1:]),
+            lambda m, t: token_losses(m, t[:, :-1], pos, mask, t[:, 1:], fused=fused),
             dtype,
             device,
         )
@@ -189,6 +195,7 @@ def bench_models(cfg: ProxyConfig, args: argparse.Namespace) -> dict[str, Any]:
             "threads": torch.get_num_threads(),
             "precision": str(dtype).replace("torch.", ""),
             "layer_spec": layer_spec_name(cfg, device),
+            "fused_loss": fused,
             "attention": cfg.attention,
             "clock": args.clock,
             "num_parameters": n_meg,

@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "emit": (_STAGES, "emit", "write blend configs for Megatron-LM, NeMo, Bridge"),
     "report": (_STAGES, "report", "write the HTML/Markdown report of a run"),
     "run": ("regmix_plugin.commands.run", "run", "run every stage in order into one run directory"),
+    "realtext": (
+        "regmix_plugin.commands.realtext",
+        "realtext",
+        "build the real-text corpus from Debian packages",
+    ),
     "blend-demo": ("regmix_plugin.commands.blend_demo", "blend_demo", "exact-ratio blend demo"),
 }
 

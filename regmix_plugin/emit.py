@@ -14,6 +14,10 @@ file                            use
 ``nemo2_data.py``               NeMo 2 ``llm.PreTrainingDataModule(paths=...)`` snippet
 ``nemo2_data.yaml``             NeMo 2 / NeMo-Run: the data module's ``_target_`` and arguments
 ``bridge_dataset.yaml`` / .py   Megatron-Bridge ``GPTDatasetConfig(blend=..., split=...)``
+``bridge_per_split_data_args``  Megatron-Bridge ``per_split_data_args_path`` (``.json``: train,
+                                valid, test lists; null where ``emit.*_data_path`` is empty)
+``data_blend_raw.json``         Nemotron blend (``datasets: [{name, path, weight}]``, one entry
+                                per prefix, named by domain)
 ``blend_summary.txt``           epochs each domain implies for the token budget, and warnings
 ``weights.yaml``                the mixture itself (domain weights, id)
 ``manifest.json``               written last: files, mixture id, epochs, warnings
@@ -49,6 +53,10 @@ from regmix_plugin.textable import format_table
 
 #: The NeMo 2 data module, as NeMo-Run's YAML serializer names it.
 NEMO2_TARGET = "nemo.collections.llm.gpt.data.pre_training.PreTrainingDataModule"
+#: Megatron-Bridge's ``per_split_data_args_path`` file (format ``bridge_per_split``).
+BRIDGE_PER_SPLIT_FILE = "bridge_per_split_data_args.json"
+#: Nemotron's blend file (format ``nemotron``).
+NEMOTRON_FILE = "data_blend_raw.json"
 
 Blend = list[tuple[str, float]]
 
@@ -58,7 +66,8 @@ class EmitConfig:
     """The ``emit`` section: which blend formats to write and their shared settings."""
 
     formats: list[str] = field(default_factory=lambda: list(FORMATS))
-    """Formats to write: any of megatron_lm, mcore, nemo1, nemo2, bridge (default: all)."""
+    """Formats to write: any of megatron_lm, mcore, nemo1, nemo2, bridge, bridge_per_split,
+    nemotron (default: all)."""
     split: str = "969,30,1"
     """Megatron split string (train,valid,test) for the formats that draw all splits from the
     blend (mcore, NeMo 1, NeMo 2, Bridge)."""
@@ -140,7 +149,11 @@ def _comment(header: Sequence[str]) -> str:
 
 
 def _megatron_lm(
-    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
 ) -> dict[str, str]:
     line = "--data-path " + " ".join(shlex.quote(x) for x in _flat(blend))
     data_args = "".join(f"{w!r} {p}\n" for p, w in blend)
@@ -152,7 +165,11 @@ def _megatron_lm(
 
 
 def _mcore(
-    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
 ) -> dict[str, str]:
     prefixes = [p for p, _ in blend]
     weights = [float(w) for _, w in blend]
@@ -175,7 +192,11 @@ def _mcore(
 
 
 def _nemo1(
-    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
 ) -> dict[str, str]:
     data_prefix: list[Any] = []
     for prefix, w in blend:
@@ -188,7 +209,11 @@ def _nemo1(
 
 
 def _nemo2(
-    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
 ) -> dict[str, str]:
     paths = _flat(blend)
     py = (
@@ -225,7 +250,11 @@ def _nemo2(
 
 
 def _bridge(
-    blend: Blend, per_split: dict[str, Any], split: str, header: Sequence[str]
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
 ) -> dict[str, str]:
     prefixes = [p for p, _ in blend]
     weights = [float(w) for _, w in blend]
@@ -259,7 +288,43 @@ def _bridge(
     }
 
 
-FormatWriter = Callable[[Blend, dict[str, Any], str, Sequence[str]], dict[str, str]]
+def _bridge_per_split(
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
+) -> dict[str, str]:
+    """Megatron-Bridge ``per_split_data_args_path``: train, valid and test data lists."""
+    doc = {part: per_split[part] for part in ("train", "valid", "test")}
+    return {BRIDGE_PER_SPLIT_FILE: json.dumps(doc, indent=2) + "\n"}
+
+
+def _nemotron(
+    blend: Blend,
+    per_split: dict[str, Any],
+    split: str,
+    header: Sequence[str],
+    domains: Mapping[str, str],
+) -> dict[str, str]:
+    """Nemotron's ``data_blend_raw.json`` (single-blend mode): one entry per prefix."""
+    per_domain: dict[str, int] = {}
+    for prefix, _ in blend:
+        per_domain[domains[prefix]] = per_domain.get(domains[prefix], 0) + 1
+    seen: dict[str, int] = {}
+    entries = []
+    for prefix, w in blend:
+        domain = domains[prefix]
+        i = seen.get(domain, 0)
+        seen[domain] = i + 1
+        name = domain if per_domain[domain] == 1 else f"{domain}-{i}"
+        entries.append({"name": name, "path": prefix, "weight": float(w)})
+    return {NEMOTRON_FILE: json.dumps({"datasets": entries}, indent=2) + "\n"}
+
+
+FormatWriter = Callable[
+    [Blend, dict[str, Any], str, Sequence[str], Mapping[str, str]], dict[str, str]
+]
 
 #: Blend formats by name: each returns ``{file name: text}``.
 FORMATS: dict[str, FormatWriter] = {
@@ -268,6 +333,8 @@ FORMATS: dict[str, FormatWriter] = {
     "nemo1": _nemo1,
     "nemo2": _nemo2,
     "bridge": _bridge,
+    "bridge_per_split": _bridge_per_split,
+    "nemotron": _nemotron,
 }
 
 
@@ -441,9 +508,10 @@ def emit_blends(
         "valid": _split_data_path(config.valid_data_path, "emit.valid_data_path"),
         "test": _split_data_path(config.test_data_path, "emit.test_data_path"),
     }
+    domains = {p: d.name for d in catalogue.domains for p in d.prefixes}
     texts: dict[str, str] = {}
     for name in config.formats:
-        texts.update(FORMATS[name](blend, per_split, config.split, header))
+        texts.update(FORMATS[name](blend, per_split, config.split, header, domains))
     summary = f"mixture {mid}" + (f" ({source})" if source else "") + "\n"
     texts["blend_summary.txt"] = (
         summary + format_epochs(epochs, num_tokens) + "".join(f"{w}\n" for w in empty_splits)

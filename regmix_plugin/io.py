@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from regmix_plugin.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
@@ -54,3 +56,37 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove what a killed writer of ``target`` left beside it: ``.<name>.*`` temporary files
+    (:func:`atomic_open`) and folders (a model folder built aside, ``.<name>.old``).
+
+    Called by the next run of the stage that writes ``target``; returns what it removed.
+    """
+    import shutil
+
+    t = Path(target)
+    if not t.parent.is_dir():
+        return []
+    removed = []
+    for p in sorted(t.parent.glob(f".{t.name}.*")):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p)
+    return removed
+
+
+def check_output_path(path: str | os.PathLike[str], setting: str) -> None:
+    """An output path must not lie under an existing file (``--out model.yaml/x``), and must
+    not itself be a folder when a file is written there."""
+    p = Path(path)
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(
+                f"{setting} {str(p)!r} lies under {str(parent)!r}, which is a file, not a folder; "
+                "choose another path"
+            )

@@ -19,6 +19,7 @@ stays light. ``run_dir`` holds::
     model/                 the fitted regressors
     weights.yaml           the chosen mixture and the optimizer's report
     blend/                 the blend configs for every recipe format
+    cache/eval/            the evaluation indices every proxy of the study shares
     proxies/<mixture_id>/  proxies trained one by one with ``regmix train-proxy``
     evaluate/<label>/seed-<seed>/  proxies trained on the chosen mixture and the baselines
     evaluation.json        their measured target loss: per seed, mean, std, paired intervals
@@ -165,6 +166,11 @@ class RunLayout:
     def proxy_run(self, mixture_id: str) -> Path:
         """Where ``regmix train-proxy`` puts a proxy it trains outside a sweep."""
         return self.root / "proxies" / mixture_id
+
+    @property
+    def eval_cache(self) -> Path:
+        """The evaluation indices shared by every proxy of the study (built once, under a lock)."""
+        return self.root / "cache" / "eval"
 
     @property
     def evaluate_dir(self) -> Path:

@@ -363,9 +363,11 @@ class ExactRatioBlending(contextlib.AbstractContextManager["ExactRatioBlending"]
 def use_exact_ratio_blending(*, lazy_above: int | None = None) -> ExactRatioBlending:
     """Make megatron-core's ``BlendedMegatronDatasetBuilder`` build exact-ratio blends.
 
-    Call it once before the builder runs (Megatron-LM: at the top of ``pretrain_gpt.py``'s
-    ``train_valid_test_datasets_provider`` or before ``pretrain(...)``; NeMo 2: before
-    ``llm.pretrain``/``trainer.fit``, which build the datasets in ``setup``). Idempotent: a second
+    Call it once in every rank's process before the builder runs. Without editing the host's
+    code: ``torchrun ... -m regmix_plugin.megatron_lm pretrain_gpt.py ARGS`` (Megatron-LM),
+    :class:`regmix_plugin.bridge.ExactRatioGPTDatasetProvider` (Megatron-Bridge) and
+    :class:`regmix_plugin.nemo2.ExactRatioPreTrainingDataModule` (NeMo 2 with NeMo-Run, whose ranks
+    are fresh processes: a call in the launching script does not reach them). Idempotent: a second
     call changes nothing but ``lazy_above`` and its handle's ``undo()`` is a no-op. The handle is
     also a context manager that undoes the patch on exit. ``lazy_above``: blends of more samples
     than this are looked up on demand instead of materialised.

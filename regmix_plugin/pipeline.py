@@ -32,7 +32,7 @@ from regmix_plugin.domains import Catalogue, data_signature
 from regmix_plugin.errors import ConfigError, DataError, RegMixError
 from regmix_plugin.fingerprint import canonical_json, hash_tree
 from regmix_plugin.indexed import read_index_counts
-from regmix_plugin.io import atomic_write_json, atomic_write_text
+from regmix_plugin.io import atomic_write_json, atomic_write_text, remove_stale_temps
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.study import StudyConfig
 
@@ -69,6 +69,9 @@ class Stage:
     """``RunLayout`` attributes of the artifacts it reads."""
     action: Callable[[Context], dict[str, Any]]
     applies: Callable[[StudyConfig], bool] = field(default=lambda study: True)
+    outputs: tuple[str, ...] = ()
+    """``RunLayout`` attributes of what it writes: temporary leftovers of a killed earlier run
+    beside them are removed before it runs."""
 
 
 # -- stage actions: call the stage, return a small summary for the marker -------------------------
@@ -147,9 +150,14 @@ def _report(ctx: Context) -> dict[str, Any]:
 
 PIPELINE: tuple[Stage, ...] = (
     Stage("data", ("synthetic",), (), _data, lambda s: s.synthetic is not None),
-    Stage("domains", ("domains", "proxy"), (), _domains),
+    Stage("domains", ("domains", "proxy"), (), _domains, outputs=("domains_table", "catalogue")),
     Stage(
-        "sample", ("domains", "sample"), ("catalogue",), _sample, lambda s: s.sweep.mixtures is None
+        "sample",
+        ("domains", "sample"),
+        ("catalogue",),
+        _sample,
+        lambda s: s.sweep.mixtures is None,
+        outputs=("mixtures", "mixtures_summary", "mixture_seeds"),
     ),
     Stage(
         "sweep",
@@ -157,16 +165,23 @@ PIPELINE: tuple[Stage, ...] = (
         ("catalogue", "mixtures", "mixture_seeds"),
         _sweep,
     ),
-    Stage("collect", ("sweep",), ("mixtures",), _collect),
-    Stage("fit", ("fit",), ("mixtures", "results"), _fit),
-    Stage("optimize", ("optimize",), ("catalogue", "model_dir", "mixtures", "results"), _optimize),
-    Stage("emit", ("emit",), ("catalogue", "weights"), _emit),
+    Stage("collect", ("sweep",), ("mixtures",), _collect, outputs=("results", "results_missing")),
+    Stage("fit", ("fit",), ("mixtures", "results"), _fit, outputs=("model_dir",)),
+    Stage(
+        "optimize",
+        ("optimize",),
+        ("catalogue", "model_dir", "mixtures", "results"),
+        _optimize,
+        outputs=("weights",),
+    ),
+    Stage("emit", ("emit",), ("catalogue", "weights"), _emit, outputs=("blend_dir",)),
     Stage(
         "evaluate",
         ("proxy", "evaluate", "synthetic"),
         ("catalogue", "weights", "mixtures", "mixture_seeds", "results"),
         _evaluate,
         lambda s: s.evaluate is not None,
+        outputs=("evaluation",),
     ),
     Stage(
         "transfer",
@@ -174,12 +189,14 @@ PIPELINE: tuple[Stage, ...] = (
         ("catalogue", "model_dir", "weights", "mixtures", "mixture_seeds", "results"),
         _transfer,
         lambda s: s.transfer is not None,
+        outputs=("transfer",),
     ),
     Stage(
         "report",
         ("report",),
         ("mixtures", "model_dir", "weights", "blend_dir", "evaluation", "transfer"),
         _report,
+        outputs=("report_html", "report_markdown"),
     ),
 )
 STAGES = tuple(s.name for s in PIPELINE)
@@ -333,6 +350,9 @@ def run_pipeline(
         if stage.name in PROXY_STAGES and not checked:
             check_proxy_data(study)
             checked = True
+        for name in stage.outputs:
+            for leftover in remove_stale_temps(getattr(layout, name)):
+                log.info("stage %s: removed %s, left by a killed earlier run", stage.name, leftover)
         log.info("stage %s: running", stage.name)
         t0 = time.perf_counter()
         info = stage.action(ctx)

@@ -39,7 +39,12 @@ from regmix_plugin.evaluate import (
     l1_distance,
     summarize_runs,
 )
-from regmix_plugin.io import atomic_write_json, atomic_write_text
+from regmix_plugin.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output_path,
+    remove_stale_temps,
+)
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
     NO_REPLICATES,
@@ -130,12 +135,19 @@ def replicates(layout: RunLayout) -> Replicates:
 
 def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any]:
     """What defines a sweep's runs besides the command: the domains and proxy settings and the
-    data on disk (sizes and modification times), so changed data is never mixed in silently."""
+    data on disk (sizes and modification times) and the device and precision the proxies will
+    resolve to, so changed data or placement is never mixed in silently."""
     record = catalogue_record(catalogue)
     record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+    from regmix_plugin.proxy.runtime import planned_placement
+    from regmix_plugin.sweep.launchers import devices_per_proxy
+
+    proxy = study.section_data("proxy")
     return {
         "domains_section": study.section_data("domains"),
-        "proxy": study.section_data("proxy"),
+        "proxy": proxy,
+        # What `device: auto` / `precision: auto` resolve to: CPU and GPU runs never mix.
+        "placement": planned_placement(proxy, devices_per_proxy(study.sweep)),
         "data": record,
     }
 
@@ -210,6 +222,8 @@ def fit(
     """``fit``: one regressor per target from the mixtures and results tables into ``model/``."""
     from regmix_plugin.regression import fit as fit_models
 
+    check_output_path(layout.model_dir, "the model folder")
+    remove_stale_temps(layout.model_dir)
     names = None if catalogue is None else catalogue.names
     mixtures = read_weights_table(layout.mixtures, names)
     results = read_table(layout.results)
@@ -369,6 +383,7 @@ def evaluate(
                 entry["weights"],
                 entry["mixture_id"],
                 layout.evaluate_run(label, seed),
+                eval_cache=layout.eval_cache,
             )
             losses[label].append(float(metrics["metrics"].get(cfg.target, math.nan)))
             done += 1
@@ -459,7 +474,14 @@ def transfer(
         what = f"{label} ({scale})"
         if progress is not None:
             progress(ProxyProgress("transfer", n, len(jobs), what, starting=True))
-        metrics = train_proxy(config, catalogue, weights, mid, layout.transfer_run(scale, label))
+        metrics = train_proxy(
+            config,
+            catalogue,
+            weights,
+            mid,
+            layout.transfer_run(scale, label),
+            eval_cache=layout.eval_cache,
+        )
         measured[(scale, label)] = float(metrics["metrics"].get(cfg.target, math.nan))
         if progress is not None:
             progress(ProxyProgress("transfer", n + 1, len(jobs), what))

@@ -196,7 +196,8 @@ def _resolve_paths(name: str, section: Any, base: Path) -> Any:
         return replace(section, entries=entries)
     if isinstance(section, ProxyConfig):
         targets = {k: [_abs(p, base) for p in v] for k, v in section.targets.items()}
-        return replace(section, targets=targets)
+        cache = None if section.eval_cache_dir is None else _abs(section.eval_cache_dir, base)
+        return replace(section, targets=targets, eval_cache_dir=cache)
     if isinstance(section, SweepConfig):
         changes: dict[str, Any] = {}
         if section.mixtures is not None:

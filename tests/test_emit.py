@@ -146,6 +146,15 @@ def parse_bridge_py(folder: Path):
     return {"blend": ns["BLEND"], "split": ns["SPLIT"]}
 
 
+def parse_nemotron(folder: Path):
+    # Nemotron's DataBlend (single-blend mode): {"datasets": [{name, path, weight, ...}]}.
+    entries = json.loads((folder / "data_blend_raw.json").read_text())["datasets"]
+    return {
+        "blend": ([e["path"] for e in entries], [e["weight"] for e in entries]),
+        "split": SPLIT,
+    }
+
+
 PARSERS = [
     parse_megatron_lm_line,
     parse_data_args,
@@ -155,6 +164,7 @@ PARSERS = [
     parse_nemo2_yaml,
     parse_bridge_yaml,
     parse_bridge_py,
+    parse_nemotron,
 ]
 
 
@@ -230,6 +240,36 @@ def test_per_split_file_builds_with_blend_per_split(study, emitted, expected_ble
     check_realised(train, expected_blend)
     heldout = str(study.config_dir / "data" / "heldout_text_document")
     assert valid.dataset_path == heldout and test is None
+
+
+def test_bridge_per_split_file_builds_all_three_splits(study, tmp_path, expected_blend):
+    from megatron.core.datasets.utils import get_blend_from_list
+
+    base = study.config_dir
+    heldout_prefix = str(base / "data" / "heldout_text_document")
+    config = EmitConfig(
+        formats=["bridge_per_split"],
+        split=SPLIT,
+        valid_data_path=[heldout_prefix],
+        test_data_path=["1", heldout_prefix],
+    )
+    result = emit_blends(load_catalogue(study.domains), WEIGHTS, tmp_path / "o", config)
+    doc = json.loads((result.out_dir / "bridge_per_split_data_args.json").read_text())
+    assert sorted(doc) == ["test", "train", "valid"]
+    # Megatron-LM/Bridge read each split with get_blend_from_list.
+    per_split = [get_blend_from_list(doc[s]) for s in ("train", "valid", "test")]
+    train, valid, test = build(blend_per_split=per_split)
+    check_realised(train, expected_blend)
+    heldout = str(Path(base) / "data" / "heldout_text_document")
+    assert valid.dataset_path == heldout and test.dataset_path == heldout
+
+
+def test_nemotron_blend_names_each_prefix_by_its_domain(emitted, expected_blend):
+    entries = json.loads((emitted.out_dir / "data_blend_raw.json").read_text())["datasets"]
+    assert [e["name"] for e in entries] == ["web-0", "web-1", "code", "math"]
+    assert [e["path"] for e in entries] == [p for p, _ in expected_blend]
+    assert [e["weight"] for e in entries] == pytest.approx([w for _, w in expected_blend])
+    assert all(set(e) == {"name", "path", "weight"} for e in entries)
 
 
 def test_epochs_and_the_over_cap_warning(study, tmp_path):

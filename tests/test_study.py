@@ -257,3 +257,40 @@ def test_layout_names_every_artifact_once() -> None:
             ):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_killed_fit_leaves_nothing_the_rerun_keeps(
+    tmp_path: Path, corpus: dict[str, str]
+) -> None:
+    """What a SIGKILL mid-write leaves (a model folder built aside, a temp file of an atomic
+    write) is removed by the next run of the stage that writes it."""
+    config = _study_yaml(tmp_path)
+    study = load_study(config)
+    run_pipeline(study, stop="sample")
+    layout = study.layout
+    write_table(layout.results, _results_for(read_table(layout.mixtures)))
+    aside = layout.root / ".model.abc123"  # fit builds the model folder here, then renames it
+    aside.mkdir(parents=True)
+    (aside / "metadata.json").write_text("{")
+    partial = layout.root / ".weights.yaml.x1y2.tmp"  # a killed atomic write
+    partial.write_text("weights: {web: 0.")
+    assert run_pipeline(study, start="fit", stop="optimize") == {"fit": "done", "optimize": "done"}
+    assert not aside.exists() and not partial.exists()
+    leftovers = [p.name for p in layout.root.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_fit_out_under_a_file_is_a_clear_error(
+    tmp_path: Path, corpus: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(_study_yaml(tmp_path))
+    assert cli.main(["sample", config]) == 0
+    results = tmp_path / "results.csv"
+    write_table(results, _results_for(read_table(tmp_path / "run" / "mixtures.csv")))
+    blocker = tmp_path / "model.yaml"
+    blocker.write_text("x")
+    args = ["fit", config, "--results", str(results), "--out", str(blocker / "model")]
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "which is a file, not a folder" in err and "Traceback" not in err

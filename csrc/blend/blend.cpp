@@ -393,8 +393,12 @@ void counts_after(const Plan& plan, int64_t n, int64_t* counts) {
 
 namespace {
 
-// Deadline slots a chunk of the sorted job stream covers at least (see BlockFiller).
-constexpr uint64_t kChunkSlots = 16384;
+// Deadline slots a chunk of the sorted job stream covers at least (see BlockFiller): its jobs
+// (16 bytes each, twice) stay in the core's caches.
+constexpr uint64_t kChunkSlots = 4096;
+// A chunk also covers at least this many slots per domain with jobs left (amortises the
+// per-domain work of each chunk).
+constexpr uint64_t kChunkSlotsPerDomain = 16;
 // Up to this many domains with jobs left, a chunk is sorted by merging the domains' runs
 // (log2 of it passes) instead of a counting sort over the chunk's slots.
 constexpr std::size_t kMergeDomains = 2;
@@ -510,7 +514,7 @@ void BlockFiller::begin_block(const Plan& plan, int64_t block, const std::vector
   // Most deadlines of the block lie in [1, B]: a chunk need not cover more at once.
   const uint64_t B = static_cast<uint64_t>(plan.block_size);
   span_ = std::max<uint64_t>(std::min<uint64_t>(kChunkSlots, B + 1),
-                             2 * static_cast<uint64_t>(active_.size()));
+                             kChunkSlotsPerDomain * static_cast<uint64_t>(active_.size()));
   // A chunk holds at most span * sum(w) + (one per domain) jobs.
   const std::size_t cap = static_cast<std::size_t>(span_) + active_.size() + 1;
   hist_.resize(static_cast<std::size_t>(span_));

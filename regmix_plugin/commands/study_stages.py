@@ -130,7 +130,8 @@ def command_train_proxy(args: argparse.Namespace) -> int:
         }
         say(json.dumps(plan, indent=2))
         return 0
-    train_proxy(cfg, catalogue, weights, mid, out)
+    shared = study.layout.eval_cache if study.run_dir is not None else None
+    train_proxy(cfg, catalogue, weights, mid, out, eval_cache=shared)
     return 0
 
 

@@ -102,6 +102,9 @@ class ProxyConfig:
     """Steps between checkpoints in ``<out>/checkpoint/``; 0 saves none until the end."""
     keep_checkpoint: bool = True
     """Keep the final checkpoint beside ``metrics.json``; false deletes it once they exist."""
+    eval_cache_dir: str | None = None
+    """Folder of the evaluation-index caches, shared by every proxy of the study (built once,
+    under a file lock); relative to the config file. None: ``<run_dir>/cache/eval``."""
 
     def __post_init__(self) -> None:
         positive = {

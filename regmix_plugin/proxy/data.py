@@ -9,12 +9,25 @@ with an error that names the domain, the numbers and the setting to change.
 The training blend is built by megatron-core's ``BlendedMegatronDatasetBuilder``; with
 ``regmix_plugin.megatron.use_exact_ratio_blending`` it constructs the plugin's exact-ratio class,
 whose samples carry the ``dataset_id`` that the trainer counts to report realised tokens.
+
+Index caches: megatron-core writes its ``.npy`` caches in place (not atomically), and every rank
+and every proxy would build the same evaluation indices. Each build therefore runs inside
+:func:`cache_guard`, which holds the cache folder's file lock (one builder at a time; the others
+then load what it wrote, no collective barrier and its timeout involved), removes the files a
+killed build left half-written (any file not recorded, with its size, by a finished build), and
+records the folder's files when the build finishes. The evaluation caches live in one folder
+per study (:func:`eval_cache_dir`), shared by every proxy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +38,64 @@ from regmix_plugin.blending.apportionment import apportion
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import DataError
 from regmix_plugin.indexed import read_index_counts
+from regmix_plugin.io import atomic_write_json
 from regmix_plugin.proxy.config import ProxyConfig, parse_split
 
 log = logging.getLogger(__name__)
 
 #: Split matrix rows of Megatron's ``Split`` enum: train, valid, test.
 _TRAIN, _VALID = 0, 1
+
+#: In a cache folder: the lock every builder holds, and the files (with sizes) of finished builds.
+CACHE_LOCK = ".lock"
+CACHE_MANIFEST = ".complete.json"
+
+
+def _read_manifest(folder: Path) -> dict[str, int]:
+    try:
+        data = json.loads((folder / CACHE_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _cache_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name not in (CACHE_LOCK, CACHE_MANIFEST)]
+
+
+@contextlib.contextmanager
+def cache_guard(folder: Path) -> Iterator[None]:
+    """Build megatron-core index caches in ``folder`` safely across processes and kills.
+
+    Holds ``folder/.lock`` (``flock``, released even when the holder is killed) for the body;
+    first deletes every file a finished build did not record (a kill mid-write leaves a
+    truncated ``.npy`` that megatron-core would otherwise load and trip on, on every retry);
+    after a body that did not raise, records every file of the folder with its size.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / CACHE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            # A file system without flock (Lustre mounted without -o flock): build unguarded,
+            # as megatron-core alone would; concurrent builders may then race.
+            log.warning(
+                "%s: no file locks here (%s); building the index caches unlocked", folder, exc
+            )
+        complete = _read_manifest(folder)
+        for path in _cache_files(folder):
+            if not path.is_file() or complete.get(path.name) == path.stat().st_size:
+                continue  # folders are other caches' (their own guard looks after them)
+            log.warning("%s: removing %s, left unfinished by an interrupted build", folder, path)
+            path.unlink(missing_ok=True)
+        yield
+        files = {p.name: p.stat().st_size for p in _cache_files(folder) if p.is_file()}
+        atomic_write_json(folder / CACHE_MANIFEST, dict(sorted(files.items())))
+    finally:
+        os.close(fd)
 
 
 class _Vocabulary:

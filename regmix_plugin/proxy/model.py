@@ -8,6 +8,16 @@ With the local spec, ``proxy.attention: sdpa`` (the default) swaps megatron-core
 ``DotProductAttention`` for :class:`SDPAttention`, a core-attention module of the same protocol
 that calls ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels
 on GPUs, a fused kernel on CPUs) and never materialises the ``[b, heads, s, s]`` scores.
+
+The local spec is pure PyTorch throughout: megatron-core picks the *final* norm of a block from
+``LayerNormImpl`` (Transformer Engine's norm when TE is installed, apex's ``FusedLayerNorm``,
+which rejects RMSNorm, when only apex is) unless the block spec names it, so
+:func:`build_model` passes a block spec whose final norm is the same plain-PyTorch RMSNorm
+(``WrappedTorchNorm`` → ``torch.nn.RMSNorm``) as the layers'.
+
+The loss: on CUDA in bf16, megatron-core's fused cross-entropy (``labels=``,
+``cross_entropy_loss_fusion``; Transformer Engine's kernel when installed, else the native
+fused one) works on the bf16 logits; elsewhere the plain cross-entropy of :func:`token_losses`.
 """
 
 from __future__ import annotations
@@ -107,8 +117,14 @@ class SDPAttention(torch.nn.Module):
         return out.permute(2, 0, 1, 3).reshape(s, b, heads * head_dim)
 
 
-def transformer_config(preset: ModelPreset) -> Any:
-    """megatron-core's ``TransformerConfig`` for ``preset`` (fp32 parameters, no fusions)."""
+def uses_fused_loss(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the proxy's loss is megatron-core's fused cross-entropy (CUDA and bf16 only)."""
+    return device.type == "cuda" and dtype == torch.bfloat16
+
+
+def transformer_config(preset: ModelPreset, *, fused_loss: bool = False) -> Any:
+    """megatron-core's ``TransformerConfig`` for ``preset`` (fp32 parameters, no fusions but the
+    cross-entropy's when ``fused_loss``)."""
     from megatron.core.transformer import TransformerConfig
 
     return TransformerConfig(
@@ -131,6 +147,8 @@ def transformer_config(preset: ModelPreset) -> Any:
         persist_layer_norm=False,
         gradient_accumulation_fusion=False,
         apply_rope_fusion=False,
+        cross_entropy_loss_fusion=fused_loss,
+        cross_entropy_fusion_impl="te" if fused_loss and has_transformer_engine() else "native",
     )
 
 
@@ -140,14 +158,22 @@ def token_losses(
     position_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
     labels: torch.Tensor,
+    *,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Per-token cross-entropy ``[b, s]`` (fp32) of a ``GPTModel`` without tensor parallelism.
 
-    megatron-core's own loss (``labels=`` in ``forward``) is the vocab-parallel cross-entropy,
-    which runs three all-reduces over the (single-rank) tensor-parallel group per micro-batch;
-    each is a blocking wait on the process group's thread, which costs a scheduling round trip on
-    a busy CPU. Without tensor parallelism the plain cross-entropy on the logits is the same loss.
+    ``fused`` (a model built with ``fused_loss``, on CUDA in bf16): megatron-core's fused
+    cross-entropy through ``labels=``, on the bf16 logits, with no fp32 copy of them.
+
+    Otherwise the plain cross-entropy on the logits. megatron-core's unfused loss is the
+    vocab-parallel cross-entropy, which runs three all-reduces over the (single-rank)
+    tensor-parallel group per micro-batch; on a busy CPU each is a blocking wait on the process
+    group's thread. Without tensor parallelism the plain cross-entropy is the same loss.
     """
+    if fused:
+        loss: torch.Tensor = model(tokens, position_ids, attention_mask, labels=labels)
+        return loss
     logits = model(tokens, position_ids, attention_mask)  # [b, s, vocab]
     b, s, v = logits.shape
     losses = torch.nn.functional.cross_entropy(
@@ -156,11 +182,26 @@ def token_losses(
     return losses.view(b, s)
 
 
-def build_model(preset: ModelPreset, cfg: ProxyConfig, device: torch.device) -> torch.nn.Module:
+def local_block_spec(cfg: ProxyConfig, num_layers: int) -> Any:
+    """The local (pure PyTorch) block spec: the layers and a final norm that is plain PyTorch."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+
+    layer = get_gpt_layer_local_spec(normalization="RMSNorm")
+    if cfg.attention == "sdpa":
+        layer.submodules.self_attention.submodules.core_attention = SDPAttention
+    return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=WrappedTorchNorm)
+
+
+def build_model(
+    preset: ModelPreset, cfg: ProxyConfig, device: torch.device, *, fused_loss: bool = False
+) -> torch.nn.Module:
     """A freshly initialised ``GPTModel`` on ``device``; seed the RNGs before calling."""
     from megatron.core.models.gpt import GPTModel
 
     spec_name = layer_spec_name(cfg, device)
+    spec: Any
     if spec_name == "transformer_engine":
         from megatron.core.models.gpt.gpt_layer_specs import (
             get_gpt_layer_with_transformer_engine_spec,
@@ -168,13 +209,9 @@ def build_model(preset: ModelPreset, cfg: ProxyConfig, device: torch.device) -> 
 
         spec = get_gpt_layer_with_transformer_engine_spec()
     else:
-        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
-
-        spec = get_gpt_layer_local_spec(normalization="RMSNorm")
-        if cfg.attention == "sdpa":
-            spec.submodules.self_attention.submodules.core_attention = SDPAttention
+        spec = local_block_spec(cfg, preset.num_layers)
     model = GPTModel(
-        config=transformer_config(preset),
+        config=transformer_config(preset, fused_loss=fused_loss),
         transformer_layer_spec=spec,
         vocab_size=cfg.vocab_size,
         max_sequence_length=cfg.seq_length,

@@ -11,6 +11,15 @@
    ``<out>/checkpoint/state.pt`` and resuming from it when rerun;
 4. evaluates the loss on every domain's validation split and every target set;
 5. writes ``metrics.json`` atomically (rank 0 only).
+
+Datasets are built before the process group exists, each under its cache folder's file lock
+(:func:`regmix_plugin.proxy.data.cache_guard`): the evaluation indices once per study in a shared
+folder, the training blend's in ``<out>/cache``, which is removed when the proxy ends (done or
+failed; a killed proxy keeps it for its resume). A proxy whose training or evaluation loss is
+NaN or infinite has diverged: it writes ``metrics.json`` with ``complete: false`` and the
+``failure``, and raises :class:`ProxyDiverged`, so the sweep records a failed run with that
+reason. Under ``torchrun`` each rank dies with its agent
+(:func:`regmix_plugin.lifetime.guard_torchrun_rank`).
 """
 
 from __future__ import annotations
@@ -19,8 +28,11 @@ import contextlib
 import json
 import logging
 import math
+import queue
+import shutil
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +40,7 @@ import numpy as np
 
 from regmix_plugin.config import to_dict
 from regmix_plugin.domains import Catalogue
-from regmix_plugin.errors import ConfigError, DataError
+from regmix_plugin.errors import ConfigError, DataError, RegMixError
 from regmix_plugin.fingerprint import fingerprint as content_fingerprint
 from regmix_plugin.io import atomic_open, atomic_write_json
 from regmix_plugin.layout import METRICS_FILE
@@ -42,7 +54,20 @@ TRAINER_VERSION = 1
 CHECKPOINT_FILE = "checkpoint/state.pt"
 
 #: Keys of ``proxy`` that do not change the results (left out of the fingerprint).
-_NON_RESULT_KEYS = ("num_threads", "log_interval", "checkpoint_interval", "keep_checkpoint")
+_NON_RESULT_KEYS = (
+    "num_threads",
+    "log_interval",
+    "checkpoint_interval",
+    "keep_checkpoint",
+    "eval_cache_dir",
+)
+
+#: Micro-batches prepared ahead of the training thread on CUDA (stacked, checked, pinned).
+PREFETCH = 4
+
+
+class ProxyDiverged(RegMixError):
+    """A proxy's loss became NaN or infinite: the run failed, and says why."""
 
 
 def fingerprint(
@@ -87,11 +112,15 @@ def train_proxy(
     weights: Mapping[str, float],
     mixture_id: str,
     out_dir: str | Path,
+    *,
+    eval_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or skip) the proxy of one mixture; return its metrics.
 
     ``cfg`` is the study's ``proxy`` section (target paths absolute), ``catalogue`` its domains;
-    ``weights`` names every domain and sums to 1.
+    ``weights`` names every domain and sums to 1. ``eval_cache`` is the folder of the
+    evaluation indices shared by the proxies of a study (``proxy.eval_cache_dir``, else
+    ``RunLayout.eval_cache``); None: ``<out_dir>/cache/eval``.
     """
     weights = {str(k): float(v) for k, v in weights.items()}
     blend = catalogue.blend(weights)  # unknown/missing domains and bad sums fail here
@@ -102,17 +131,78 @@ def train_proxy(
         log.info("%s: complete metrics for mixture %s exist, nothing to do", out, mixture_id)
         return done
 
-    from regmix_plugin.proxy.data import build_eval_sets, build_train_data
+    from regmix_plugin.lifetime import guard_torchrun_rank
+
+    guard_torchrun_rank()
+    train_cache = out / "cache"
+    try:
+        result = _train_and_evaluate(
+            cfg, catalogue, weights, blend, mixture_id, out, fp, train_cache, eval_cache
+        )
+    except ProxyDiverged as exc:
+        _write_failure(out, mixture_id, fp, str(exc))
+        raise
+    finally:
+        # The training blend's caches serve this proxy only (its resume after a kill, which
+        # never reaches this line); done or failed, they go.
+        shutil.rmtree(train_cache, ignore_errors=True)
+    log.info(
+        "%s: mixture %s trained on %d tokens in %.1f s (%.0f tokens/s)",
+        out,
+        mixture_id,
+        result["num_tokens_trained"],
+        result["wall_time_s"],
+        result["tokens_per_second"],
+    )
+    return result
+
+
+def _write_failure(out: Path, mixture_id: str, fp: str, failure: str) -> None:
+    """An incomplete ``metrics.json`` that says why the proxy failed (rank 0)."""
+    from regmix_plugin.proxy.runtime import is_main_process
+
+    if is_main_process():
+        atomic_write_json(
+            out / METRICS_FILE,
+            {"mixture_id": mixture_id, "fingerprint": fp, "complete": False, "failure": failure},
+        )
+
+
+def _train_and_evaluate(
+    cfg: ProxyConfig,
+    catalogue: Catalogue,
+    weights: dict[str, float],
+    blend: list[tuple[str, float]],
+    mixture_id: str,
+    out: Path,
+    fp: str,
+    train_cache: Path,
+    eval_cache: Path | None,
+) -> dict[str, Any]:
+    """Build the data (under the cache locks), train, evaluate, write ``metrics.json``."""
+    from regmix_plugin.proxy.data import build_eval_sets, build_train_data, cache_guard
     from regmix_plugin.proxy.runtime import proxy_runtime
 
     started = time.perf_counter()
+    with cache_guard(train_cache):
+        train_data = build_train_data(cfg, catalogue, blend, train_cache)
+    if cfg.eval_cache_dir is not None:
+        eval_cache = Path(cfg.eval_cache_dir)
+    elif eval_cache is None:
+        eval_cache = out / "cache" / "eval"
+    with cache_guard(eval_cache):
+        eval_sets = build_eval_sets(cfg, catalogue, eval_cache)
     with proxy_runtime(cfg) as rt:
-        cache = out / "cache"
-        train_data = build_train_data(cfg, catalogue, blend, cache)
-        eval_sets = build_eval_sets(cfg, catalogue, cache)
         trainer = _Trainer(cfg, rt, train_data, out / CHECKPOINT_FILE, fp)
         trainer.train()
         metrics_values = {s.key: trainer.evaluate(s) for s in eval_sets}
+        diverged = {k: v for k, v in metrics_values.items() if not math.isfinite(v)}
+        if diverged:
+            shown = ", ".join(f"{k} = {v}" for k, v in sorted(diverged.items()))
+            raise ProxyDiverged(
+                f"diverged: the evaluation loss is not finite ({shown}); lower proxy.lr or "
+                "check the data of those domains"
+            )
         result = {
             "mixture_id": mixture_id,
             "weights": {n: weights[n] for n in catalogue.names},
@@ -147,14 +237,6 @@ def train_proxy(
             atomic_write_json(out / METRICS_FILE, result)
             if not cfg.keep_checkpoint:
                 (out / CHECKPOINT_FILE).unlink(missing_ok=True)
-    log.info(
-        "%s: mixture %s trained on %d tokens in %.1f s (%.0f tokens/s)",
-        out,
-        mixture_id,
-        result["num_tokens_trained"],
-        result["wall_time_s"],
-        result["tokens_per_second"],
-    )
     return result
 
 
@@ -187,7 +269,7 @@ class _Trainer:
         import torch
 
         from regmix_plugin.proxy.cpu_compat import seed_model_parallel
-        from regmix_plugin.proxy.model import build_model, layer_spec_name
+        from regmix_plugin.proxy.model import build_model, layer_spec_name, uses_fused_loss
 
         self.cfg, self.rt, self.data, self.checkpoint_path, self.fp = cfg, rt, data, checkpoint, fp
         per_rank = cfg.micro_batch_size * rt.world_size
@@ -200,7 +282,8 @@ class _Trainer:
         self.num_micro = cfg.global_batch_size // per_rank
         seed_model_parallel(cfg.seed, rt.device)
         self.layer_spec = layer_spec_name(cfg, rt.device)
-        self.model = build_model(cfg.model_preset(), cfg, rt.device)
+        self.fused_loss = uses_fused_loss(rt.device, rt.dtype)
+        self.model = build_model(cfg.model_preset(), cfg, rt.device, fused_loss=self.fused_loss)
         self.num_parameters = int(sum(p.numel() for p in self.model.parameters()))
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
         no_decay = [p for p in self.model.parameters() if p.ndim < 2]
@@ -226,6 +309,9 @@ class _Trainer:
         self.curve: list[list[float]] = []
         self.interval_sum = 0.0
         self.interval_steps = 0
+        # Step losses of this rank not yet added to interval_sum: summed on the device, read
+        # (and all-reduced) only at log points and checkpoints, not every step.
+        self._pending_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
         self.counts = np.zeros(len(data.prefixes), dtype=np.int64)
         self._local_counts = np.zeros(len(data.prefixes), dtype=np.int64)
         self.train_time_s = 0.0
@@ -256,6 +342,7 @@ class _Trainer:
         import torch
 
         self._sync_counts()
+        self._flush_loss()
         if self.rt.is_main:
             with atomic_open(self.checkpoint_path, "wb") as f:
                 torch.save(self._state(), f)
@@ -304,14 +391,27 @@ class _Trainer:
         import torch
         import torch.distributed as dist
 
-        local = torch.from_numpy(self._local_counts.copy())
         if self.rt.world_size > 1:
+            # On the process group's device: NCCL serves only CUDA tensors.
+            local = torch.from_numpy(self._local_counts.copy()).to(self.rt.device)
             dist.all_reduce(local)
-        self.counts += local.numpy()
+            self.counts += local.cpu().numpy()
+        else:
+            self.counts += self._local_counts
         self._local_counts[:] = 0
 
-    def _collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        """Stack samples, check their token ids on the host, move them to the device."""
+    def _flush_loss(self) -> None:
+        """Add the pending step losses (mean over ranks) to ``interval_sum``."""
+        import torch.distributed as dist
+
+        if self.rt.world_size > 1:
+            dist.all_reduce(self._pending_loss)
+            self._pending_loss /= self.rt.world_size
+        self.interval_sum += float(self._pending_loss)
+        self._pending_loss.zero_()
+
+    def _host_batch(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stack samples and check their token ids on the host (pinned memory on CUDA)."""
         import torch
 
         batch: dict[str, Any] = {}
@@ -323,9 +423,62 @@ class _Trainer:
                 f"the data holds token id {top}, but proxy.vocab_size is {self.cfg.vocab_size}; "
                 "set proxy.vocab_size to the tokenizer's vocabulary size (above every token id)"
             )
-        for key, value in batch.items():
-            batch[key] = value.to(self.rt.device, non_blocking=True)
+        if self.rt.device.type == "cuda":
+            batch = {k: v.pin_memory() for k, v in batch.items()}
         return batch
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
+
+    def _collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stack samples, check their token ids on the host, move them to the device."""
+        return self._to_device(self._host_batch(samples))
+
+    def _micro_batches(self) -> Iterator[tuple[dict[str, Any], list[int]]]:
+        """(host batch, dataset ids) of every remaining micro-batch of this rank, in order."""
+        cfg, rt = self.cfg, self.rt
+        per_rank = cfg.global_batch_size // rt.world_size
+        for step in range(self.step, cfg.num_steps):
+            for m in range(self.num_micro):
+                first = step * cfg.global_batch_size + rt.rank * per_rank + m * cfg.micro_batch_size
+                samples = [self.data.dataset[i] for i in range(first, first + cfg.micro_batch_size)]
+                yield self._host_batch(samples), [int(s["dataset_id"]) for s in samples]
+
+    def _batches(self) -> Iterator[tuple[dict[str, Any], list[int]]]:
+        """The micro-batches; on CUDA prepared by a thread ``PREFETCH`` ahead of training."""
+        if self.rt.device.type != "cuda":
+            yield from self._micro_batches()
+            return
+        ready: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
+        stop = threading.Event()
+
+        def _offer(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def _fill() -> None:
+            try:
+                for item in self._micro_batches():
+                    if not _offer(item):
+                        return
+                _offer(None)
+            except BaseException as exc:  # handed to the training thread
+                _offer(exc)
+
+        thread = threading.Thread(target=_fill, name="proxy-prefetch", daemon=True)
+        thread.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
 
     def _loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         """(sum of token losses, number of tokens) of a batch."""
@@ -338,6 +491,7 @@ class _Trainer:
                 batch["position_ids"],
                 self._attention_mask(batch["tokens"].shape[1]),
                 batch["labels"],
+                fused=self.fused_loss,
             )
         mask = batch["loss_mask"].float()
         return (per_token.float() * mask).sum(), mask.sum()
@@ -354,21 +508,18 @@ class _Trainer:
     def train(self) -> None:
         """Run the remaining steps."""
         import torch
-        import torch.distributed as dist
 
         cfg, rt = self.cfg, self.rt
-        per_rank = cfg.global_batch_size // rt.world_size
         self.model.train()
+        batches = self._batches()
         while self.step < cfg.num_steps:
             t0 = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = torch.zeros((), device=rt.device)
             for m in range(self.num_micro):
-                first = self.step * cfg.global_batch_size + rt.rank * per_rank
-                first += m * cfg.micro_batch_size
-                samples = [self.data.dataset[i] for i in range(first, first + cfg.micro_batch_size)]
-                np.add.at(self._local_counts, [int(s["dataset_id"]) for s in samples], 1)
-                batch = self._collate(samples)
+                host_batch, ids = next(batches)
+                np.add.at(self._local_counts, ids, 1)
+                batch = self._to_device(host_batch)
                 sync = m == self.num_micro - 1 or rt.world_size == 1
                 ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
                 with ctx:
@@ -381,17 +532,21 @@ class _Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            if rt.world_size > 1:
-                dist.all_reduce(step_loss)
-                step_loss /= rt.world_size
-            self.interval_sum += float(step_loss)
+            self._pending_loss += step_loss.double()
             self.interval_steps += 1
             dt = time.perf_counter() - t0
             self.train_time_s += dt
             self.train_time_here += dt
             self.tokens_trained_here += cfg.tokens_per_step
             if self.interval_steps == cfg.log_interval or self.step == cfg.num_steps:
+                self._flush_loss()
                 mean = self.interval_sum / self.interval_steps
+                if not math.isfinite(mean):
+                    raise ProxyDiverged(
+                        f"diverged: the training loss is {mean} at step {self.step} of "
+                        f"{cfg.num_steps}; lower proxy.lr (now {cfg.lr}) or raise "
+                        "proxy.warmup_fraction"
+                    )
                 self.curve.append([self.step, mean])
                 self.interval_sum, self.interval_steps = 0.0, 0
                 log.info(

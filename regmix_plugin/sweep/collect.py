@@ -63,6 +63,23 @@ def _plugin_metrics(folder: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in metrics.items()}
 
 
+def _failure(folder: Path) -> str:
+    """Why a proxy's ``metrics.json`` is not a result (empty when it is one)."""
+    data = read_json(folder / METRICS_FILE)
+    if not isinstance(data, dict):
+        return f"{folder / METRICS_FILE} is not a JSON object"
+    if data.get("complete") is False:
+        return f"the proxy failed: {data.get('failure') or 'incomplete metrics.json'}"
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict):
+        bad = [
+            k for k, v in metrics.items() if not (isinstance(v, int | float) and math.isfinite(v))
+        ]
+        if bad:
+            return f"diverged: metric(s) {bad} are not finite numbers"
+    return ""
+
+
 def collect_runs(
     source: str | os.PathLike[str],
     *,
@@ -110,6 +127,10 @@ def collect_runs(
                 missing[mid] = f"no run folder {folder}"
                 continue
             if (folder / METRICS_FILE).is_file():
+                failure = _failure(folder)
+                if failure:
+                    missing[mid] = failure
+                    continue
                 rows[mid] = _plugin_metrics(folder)
                 sources[mid] = [str(folder / METRICS_FILE)]
                 continue

@@ -104,8 +104,9 @@ class SlurmSettings:
     time: str = "01:00:00"
     """``--time`` limit of each proxy, in Slurm's format (``HH:MM:SS``, ``D-HH:MM``)."""
 
-    num_cpus_per_task: int = 1
-    """``--cpus-per-task`` of each proxy."""
+    num_cpus_per_task: int | None = None
+    """``--cpus-per-task`` of each proxy; None: ``sweep.num_threads_per_proxy`` per rank, that is
+    times ``num_gpus_per_task`` when the task has GPUs (one rank per GPU), else once."""
 
     num_gpus_per_task: int = 0
     """``--gres=gpu:N`` of each proxy; above 1 the proxy is started with torchrun."""
@@ -132,7 +133,8 @@ class SlurmSettings:
     """The ``squeue`` executable, used to follow the submitted arrays."""
 
     def __post_init__(self) -> None:
-        _check_count("sweep.slurm.num_cpus_per_task", self.num_cpus_per_task, 1)
+        if self.num_cpus_per_task is not None:
+            _check_count("sweep.slurm.num_cpus_per_task", self.num_cpus_per_task, 1)
         _check_count("sweep.slurm.num_gpus_per_task", self.num_gpus_per_task, 0)
         _check_count("sweep.slurm.num_array_concurrent", self.num_array_concurrent, 0)
         if not _SLURM_TIME.match(self.time):
@@ -157,7 +159,9 @@ class NemoRunSettings:
     """``local`` (``run.LocalExecutor``) or ``slurm`` (``run.SlurmExecutor``, needs sacct)."""
 
     num_concurrent: int = 1
-    """Local executor: tasks (lanes) at once; each lane trains its share of the mixtures in turn."""
+    """Local executor: tasks (lanes) at once; each lane trains its share of the mixtures in turn.
+    With ``num_gpus_per_node`` set, lane i owns GPUs i*N .. i*N+N-1 of the machine (its
+    ``CUDA_VISIBLE_DEVICES``), placed as by ``sweep.local``."""
 
     experiment_name: str = "regmix-sweep"
     """Title of the NeMo-Run experiments (they are kept under the sweep folder)."""
@@ -172,7 +176,9 @@ class NemoRunSettings:
     """Slurm executor: time limit of each proxy."""
 
     num_gpus_per_node: int = 0
-    """Slurm executor: GPUs of each proxy (``gpus_per_node``); above 1 the proxy uses torchrun."""
+    """GPUs of each proxy: ``gpus_per_node`` of the Slurm executor, the lane's share of the
+    machine's GPUs with the local executor; 0 trains on the CPU; above 1 the proxy uses
+    torchrun."""
 
     container_image: str | None = None
     """Slurm executor: container image (pyxis), or None to run on the host."""
@@ -202,7 +208,8 @@ class CollectSettings:
     """``sweep.collect``: how ``regmix collect`` reads runs, including runs made outside regmix.
 
     Runs launched by a team's own Megatron-LM or NeMo scripts are read from their logs
-    (``validation loss at ... | <key> value: <x>`` lines) and TensorBoard event files. Each
+    (Megatron-LM's ``validation[-<name>] loss at ... | <key> value: <x> |`` lines) and TensorBoard
+    event files. Each
     source gives a *dataset name* (from a tag or a log line), mapped to a domain by
     ``dataset_names`` (identity for names not listed), and stored as ``val_loss/<domain>``.
     """
@@ -215,17 +222,13 @@ class CollectSettings:
 
     tag_patterns: list[str] = field(
         default_factory=lambda: [
-            r"^lm loss validation (?!\(aggregated\))(?P<dataset>.+?)(?<! vs samples)(?<! ppl)$",
+            r"^lm loss validation-(?P<dataset>.+?)(?<! vs samples)(?<! ppl)$",
             r"^val_loss/(?P<dataset>.+)$",
             r"^val_loss_(?P<dataset>.+)$",
         ]
     )
-    """Regular expressions over TensorBoard tags; group ``dataset`` names the validation set."""
-
-    log_dataset_pattern: str = (
-        r"(?:validation set|valid(?:ation)? dataset|dataset)\s+(?P<dataset>[\w./-]+)"
-    )
-    """Regular expression over the text after ``validation loss at``; group ``dataset``."""
+    """Regular expressions over TensorBoard tags; group ``dataset`` names the validation set.
+    The first is Megatron-LM's ``lm loss validation-<name>`` (``--multiple-validation-sets``)."""
 
     log_loss_key: str = "lm loss"
     """The loss key in Megatron log lines (``<key> value: x``)."""
@@ -237,7 +240,7 @@ class CollectSettings:
     """Where ``regmix collect`` writes the table; None: ``<run_dir>/results.csv``."""
 
     def __post_init__(self) -> None:
-        for i, pat in enumerate([*self.tag_patterns, self.log_dataset_pattern]):
+        for i, pat in enumerate(self.tag_patterns):
             try:
                 compiled = re.compile(pat)
             except re.error as exc:
@@ -245,11 +248,8 @@ class CollectSettings:
                     f"sweep.collect pattern {pat!r} is not a valid regex: {exc}"
                 ) from exc
             if "dataset" not in compiled.groupindex:
-                where = (
-                    f"tag_patterns[{i}]" if i < len(self.tag_patterns) else "log_dataset_pattern"
-                )
                 raise ValueError(
-                    f"sweep.collect.{where} {pat!r} needs a named group (?P<dataset>...)"
+                    f"sweep.collect.tag_patterns[{i}] {pat!r} needs a named group (?P<dataset>...)"
                 )
         if not self.log_globs and not self.tensorboard:
             raise ValueError(

@@ -1,20 +1,25 @@
 """Validation losses of runs made outside regmix: Megatron-LM/NeMo logs and TensorBoard events.
 
-Megatron-LM (and Megatron-Bridge) print each evaluation as::
+Megatron-LM (``megatron.training``, also in megatron-core's 0.19 wheel) prints each evaluation
+of each validation set as one line (``evaluate_and_print_results``)::
 
      validation loss at iteration 1000 | lm loss value: 3.210000E+00 | lm loss PPL: 2.47E+01 |
+     validation-arxiv loss at iteration 1000 | lm loss value: 3.210000E+00 | ...
 
-and log TensorBoard scalars ``lm loss validation`` (one validation set) or
-``lm loss validation <dataset>`` (``--multiple-validation-sets``); NeMo/Lightning log
-``val_loss`` and, with several validation loaders, ``val_loss/dataloader_idx_<i>``. Each parser
-returns ``{dataset name or None: (step, value)}`` keeping the last evaluation; :func:`run_metrics`
-maps dataset names to domains (``sweep.collect.dataset_names``) and names the metrics
+the second form with ``--multiple-validation-sets``: ``-<name>`` from ``--validation-set-names``
+(else ``-<index>``). The end-of-training evaluation says ``at iteration N on validation set`` and
+the test set ``at iteration N on test set`` (skipped here). Its TensorBoard scalars are ``lm loss
+validation`` or ``lm loss validation-<name>`` (plus ``... vs samples`` and ``... ppl`` variants,
+not read); its test-set evaluation reuses the validation tags at the same step, after the
+validation values, so the first value of the last step is taken. NeMo/Lightning log ``val_loss``
+and, with several validation loaders, ``val_loss/dataloader_idx_<i>``. Each parser returns
+``{dataset name or None: (step, value)}`` keeping the last evaluation; :func:`run_metrics` maps
+dataset names to domains (``sweep.collect.dataset_names``) and names the metrics
 ``val_loss/<domain>`` (``val_loss`` for a single unnamed set), as ``regmix train-proxy`` does.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -26,6 +31,10 @@ Found = dict[str | None, tuple[float, float]]
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 _VALUE_RE = re.compile(rf"(?P<key>[^|]+?) value: (?P<value>{_NUMBER})")
+#: Megatron-LM's evaluation line: `` validation[-<name>] loss at <prefix> | <values>``.
+_LINE_RE = re.compile(
+    r"\bvalidation(?:-(?P<dataset>\S+))? loss at (?P<prefix>[^|]*)\|(?P<values>.*)"
+)
 _ITER_RE = re.compile(r"iteration\s+(\d+)")
 _SINGLE_TAGS = ("lm loss validation", "val_loss", "validation_loss")
 _TEST_RE = re.compile(r"\btest\b", re.IGNORECASE)
@@ -37,38 +46,30 @@ def _keep_last(found: Found, name: str | None, step: float, value: float) -> Non
 
 
 def parse_megatron_log(text: str, settings: CollectSettings) -> Found:
-    """Validation losses from ``validation loss at ... | <key> value: x |`` lines.
+    """Validation losses from Megatron-LM's ``validation[-<name>] loss at ...`` lines.
 
-    The dataset of a line comes from ``settings.log_dataset_pattern`` over its prefix, or from a
-    key ``<log_loss_key> <dataset>``; lines about test data are skipped. The step is the
-    iteration in the prefix, or the line's position (the end-of-training evaluation comes last).
+    The dataset is the line's ``-<name>`` (None without one); the value is the one of
+    ``settings.log_loss_key``; lines about the test set are skipped. The step is the iteration
+    in the prefix; the end-of-training evaluation (same iteration, ``on validation set``) wins
+    over an earlier line of that iteration.
     """
     found: Found = {}
-    dataset_re = re.compile(settings.log_dataset_pattern)
     key_base = settings.log_loss_key
     for lineno, line in enumerate(text.splitlines()):
-        at = line.find("validation loss at ")
-        if at < 0:
+        m_line = _LINE_RE.search(line)
+        if m_line is None:
             continue
-        rest = line[at + len("validation loss at ") :]
-        prefix, _, values = rest.partition("|")
+        prefix = m_line.group("prefix")
         if _TEST_RE.search(prefix):
             continue
         m_iter = _ITER_RE.search(prefix)
-        # Order by iteration when given; evaluations without one (end of training) sort last.
-        step = float(m_iter.group(1)) if m_iter else math.inf
-        m_ds = dataset_re.search(prefix)
-        for m in _VALUE_RE.finditer(values):
-            key = m.group("key").strip()
-            value = float(m.group("value"))
-            if key == key_base:
-                name = m_ds.group("dataset") if m_ds else None
-            elif key.startswith(key_base + " "):
-                name = key[len(key_base) + 1 :].strip()
-            else:
-                continue
-            # equal steps (repeated end-of-training lines): the later line wins
-            _keep_last(found, name, step if math.isfinite(step) else 1e18 + lineno, value)
+        # Order by iteration when given; evaluations without one sort last, in file order.
+        step = float(m_iter.group(1)) if m_iter else 1e18 + lineno
+        name = m_line.group("dataset")
+        for m in _VALUE_RE.finditer(m_line.group("values")):
+            if m.group("key").strip() == key_base:
+                # equal steps (the end-of-training line repeats the last iteration): later wins
+                _keep_last(found, name, step, float(m.group("value")))
     return found
 
 
@@ -102,7 +103,10 @@ def read_tensorboard(folder: Path, settings: CollectSettings) -> Found:
                     continue
             events = acc.Scalars(tag)
             if events:
-                last = max(events, key=lambda e: (e.step, e.wall_time))
+                # The first event of the last step: Megatron-LM writes its test-set evaluation
+                # under the same tag and step, after the validation set's.
+                top = max(e.step for e in events)
+                last = next(e for e in events if e.step == top)
                 _keep_last(found, name, float(last.step), float(last.value))
     return found
 

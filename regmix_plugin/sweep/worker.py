@@ -8,8 +8,14 @@ It runs one attempt of each run it is given, in turn::
 For each run it takes the run's ``.lock`` (a run already locked is left alone: another attempt
 is running it), skips it if ``DONE`` exists, records the start in ``attempts.json``, runs the
 proxy command from ``command.json`` with its output appended to ``train.log``, and then either
-writes ``DONE`` (exit 0 and a valid ``metrics.json``) or records the exit code and the tail of
-the log. The lock fd is passed to the proxy, so the lock is held until both have exited.
+writes ``DONE`` (exit 0 and a ``metrics.json`` whose metrics are all finite numbers) or records
+the exit code, the reason (a diverged proxy's NaN/inf losses, or the ``failure`` the proxy wrote
+into ``metrics.json``) and the tail of the log. The lock fd is passed to the proxy, so the lock
+is held until both have exited.
+
+Started by the local launcher (``REGMIX_PARENT_PID`` set), the worker asks for SIGKILL when the
+sweep dies, at its own start; it starts the proxy through the exec wrapper of
+:mod:`regmix_plugin.lifetime`, which does the same for the proxy (no ``preexec_fn``).
 
 Exit status: 0 when every run given is done, 1 when one failed, 75 when one was locked by
 another attempt. It imports nothing heavy: its start-up is part of the sweep's overhead.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -27,40 +34,58 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from regmix_plugin.io import atomic_write_json
 from regmix_plugin.layout import ATTEMPTS_FILE, COMMAND_FILE, DONE_FILE, LOG_FILE, METRICS_FILE
+from regmix_plugin.lifetime import (
+    PARENT_PID_ENV,
+    die_with_parent,
+    expected_parent,
+    wrapped_argv,
+)
 from regmix_plugin.sweep.registry import log_tail, read_json, run_folder, try_lock
 
 EXIT_FAILED = 1
 EXIT_LOCKED = 75
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the parent dies (Linux), so no proxy outlives its worker."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
 def _metrics_problem(path: Path) -> str:
-    """Empty when ``metrics.json`` is complete; otherwise what is wrong with it."""
+    """Empty when ``metrics.json`` is complete; otherwise what is wrong with it.
+
+    A metric that is NaN or infinite (a diverged proxy) makes the run failed, with that reason:
+    it would otherwise become an empty cell of the results table, or an ``inf`` in it.
+    """
     if not path.is_file():
         return f"the proxy exited 0 but wrote no {METRICS_FILE}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return f"{METRICS_FILE} is not valid JSON: {exc}"
+    if isinstance(data, dict) and data.get("failure"):
+        return str(data["failure"])
     metrics = data.get("metrics") if isinstance(data, dict) else None
     if not isinstance(metrics, dict) or not metrics:
         return f"{METRICS_FILE} has no non-empty 'metrics' mapping"
-    bad = [k for k, v in metrics.items() if not isinstance(v, int | float)]
+    bad = [k for k, v in metrics.items() if not isinstance(v, int | float) or isinstance(v, bool)]
     if bad:
         return f"{METRICS_FILE}: metric(s) {bad} are not numbers"
+    diverged = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if diverged:
+        shown = ", ".join(f"{k} = {v}" for k, v in sorted(diverged.items()))
+        return (
+            f"diverged: {METRICS_FILE} has non-finite loss(es) {shown}; lower proxy.lr or "
+            "check the data of those domains"
+        )
+    return ""
+
+
+def _failure_reason(path: Path) -> str:
+    """The ``failure`` a proxy wrote into ``metrics.json`` before exiting non-zero, if any."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("failure"):
+            return str(data["failure"])
     return ""
 
 
@@ -68,6 +93,125 @@ def _job_id() -> str | None:
     if "SLURM_ARRAY_JOB_ID" in os.environ:
         return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return os.environ.get("SLURM_JOB_ID")
+
+
+def _open_attempt(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Close the attempts a kill left open, append this one; returns (all, this one)."""
+    attempts: list[dict[str, Any]] = []
+    if (folder / ATTEMPTS_FILE).is_file():
+        attempts = list(read_json(folder / ATTEMPTS_FILE))
+    for a in attempts:
+        if "ended_at" not in a:
+            a.update(ended_at=None, exit_code=None, error="interrupted (killed, no exit recorded)")
+    record: dict[str, Any] = {
+        "attempt": len(attempts) + 1,
+        "started_at": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "job_id": _job_id(),
+    }
+    attempts.append(record)
+    atomic_write_json(folder / ATTEMPTS_FILE, attempts)
+    return attempts, record
+
+
+def _proxy_env(spec: dict[str, Any]) -> dict[str, str]:
+    """The proxy's environment: ours, the run's, and our pid for the exec wrapper to die with."""
+    env = dict(os.environ)
+    env.update(spec.get("env", {}))
+    env[PARENT_PID_ENV] = str(os.getpid())
+    return env
+
+
+def _run_proxy(spec: dict[str, Any], log: BinaryIO, lock_fd: int) -> tuple[int, str]:
+    """Run the proxy command (through the exec wrapper) with SIGTERM/SIGINT forwarded to it."""
+    try:
+        proc = subprocess.Popen(
+            wrapped_argv(list(spec["argv"])),
+            cwd=spec.get("cwd") or None,
+            env=_proxy_env(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(lock_fd,),
+        )
+    except OSError as exc:
+        return 127, f"could not start the proxy command: {exc}"
+
+    def _forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return code, ""
+
+
+def _judge(folder: Path, code: int, error: str) -> tuple[int, str]:
+    """(exit code, reason): a zero exit needs a complete, finite ``metrics.json``."""
+    if error:
+        return code, error
+    if code != 0:
+        reason = _failure_reason(folder / METRICS_FILE)
+        return code, f"the proxy exited with code {code}" + (f": {reason}" if reason else "")
+    problem = _metrics_problem(folder / METRICS_FILE)
+    return (EXIT_FAILED, problem) if problem else (0, "")
+
+
+def _attempt(
+    folder: Path, mixture_id: str, spec: dict[str, Any], lock_fd: int, record: dict[str, Any]
+) -> tuple[int, str]:
+    """Run the proxy once with its output appended to ``train.log``; returns (code, reason)."""
+    with (folder / LOG_FILE).open("ab") as log:
+        header = (
+            f"\n==== regmix attempt {record['attempt']} of run {mixture_id} on {record['host']} "
+        )
+        log.write((header + time.strftime("%Y-%m-%d %H:%M:%S") + " ====\n").encode())
+        log.write(("$ " + " ".join(spec["argv"]) + "\n").encode())
+        log.flush()
+        code, error = _judge(folder, *_run_proxy(spec, log, lock_fd))
+        seconds = time.time() - record["started_at"]
+        log.write(f"==== exit code {code} after {seconds:.1f} s ====\n".encode())
+        if error:
+            log.write(f"==== failed: {error} ====\n".encode())
+    return code, error
+
+
+def _close_attempt(
+    folder: Path,
+    mixture_id: str,
+    attempts: list[dict[str, Any]],
+    record: dict[str, Any],
+    code: int,
+    error: str,
+) -> int:
+    """Record the attempt's end, and ``DONE`` when it succeeded; returns the worker's status."""
+    started, ended = record["started_at"], time.time()
+    if code == 0:
+        record.update(ended_at=ended, exit_code=0, duration_s=ended - started)
+        atomic_write_json(folder / ATTEMPTS_FILE, attempts)
+        done = {
+            "mixture_id": mixture_id,
+            "attempt": record["attempt"],
+            "started_at": started,
+            "finished_at": ended,
+            "duration_s": ended - started,
+        }
+        atomic_write_json(folder / DONE_FILE, done)
+        return 0
+    record.update(
+        ended_at=ended,
+        exit_code=code,
+        error=error,
+        duration_s=ended - started,
+        log_tail=log_tail(folder / LOG_FILE),
+    )
+    atomic_write_json(folder / ATTEMPTS_FILE, attempts)
+    return EXIT_FAILED
 
 
 def run_one(sweep_dir: Path, mixture_id: str) -> int:
@@ -86,95 +230,16 @@ def run_one(sweep_dir: Path, mixture_id: str) -> int:
         if (folder / DONE_FILE).is_file():
             return 0
         spec = read_json(folder / COMMAND_FILE)
-        attempts: list[dict[str, Any]] = []
-        if (folder / ATTEMPTS_FILE).is_file():
-            attempts = list(read_json(folder / ATTEMPTS_FILE))
-        for a in attempts:  # close attempts whose processes were killed
-            if "ended_at" not in a:
-                a.update(
-                    ended_at=None, exit_code=None, error="interrupted (killed, no exit recorded)"
-                )
-        started = time.time()
-        record: dict[str, Any] = {
-            "attempt": len(attempts) + 1,
-            "started_at": started,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "job_id": _job_id(),
-        }
-        attempts.append(record)
-        atomic_write_json(folder / ATTEMPTS_FILE, attempts)
-
-        env = dict(os.environ)
-        env.update(spec.get("env", {}))
-        log_path = folder / LOG_FILE
-        with log_path.open("ab") as log:
-            header = (
-                f"\n==== regmix attempt {record['attempt']} of run {mixture_id} "
-                f"on {record['host']} "
-            )
-            log.write((header + time.strftime("%Y-%m-%d %H:%M:%S") + " ====\n").encode())
-            log.write(("$ " + " ".join(spec["argv"]) + "\n").encode())
-            log.flush()
-            try:
-                proc = subprocess.Popen(
-                    spec["argv"],
-                    cwd=spec.get("cwd") or None,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(lock_fd,),
-                    preexec_fn=_die_with_parent,
-                )
-            except OSError as exc:
-                code, error = 127, f"could not start the proxy command: {exc}"
-            else:
-                # Forward a polite stop (scancel, Ctrl-C) to the proxy, then wait for it.
-                def _forward(signum: int, _frame: object) -> None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.send_signal(signum)
-
-                previous = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
-                try:
-                    code = proc.wait()
-                finally:
-                    for s, h in previous.items():
-                        signal.signal(s, h)
-                error = "" if code == 0 else f"the proxy exited with code {code}"
-                if code == 0:
-                    error = _metrics_problem(folder / METRICS_FILE)
-                    if error:
-                        code = EXIT_FAILED
-            log.write(f"==== exit code {code} after {time.time() - started:.1f} s ====\n".encode())
-        ended = time.time()
-        if code == 0:
-            record.update(ended_at=ended, exit_code=0, duration_s=ended - started)
-            atomic_write_json(folder / ATTEMPTS_FILE, attempts)
-            atomic_write_json(
-                folder / DONE_FILE,
-                {
-                    "mixture_id": mixture_id,
-                    "attempt": record["attempt"],
-                    "started_at": started,
-                    "finished_at": ended,
-                    "duration_s": ended - started,
-                },
-            )
-            return 0
-        record.update(
-            ended_at=ended,
-            exit_code=code,
-            error=error,
-            duration_s=ended - started,
-            log_tail=log_tail(log_path),
-        )
-        atomic_write_json(folder / ATTEMPTS_FILE, attempts)
-        return EXIT_FAILED
+        attempts, record = _open_attempt(folder)
+        code, error = _attempt(folder, mixture_id, spec, lock_fd, record)
+        return _close_attempt(folder, mixture_id, attempts, record, code, error)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status described in the module docstring."""
+    # Started by `regmix sweep` (launcher local): die with it, even when it is SIGKILLed.
+    if expected_parent() is not None:
+        die_with_parent(expected_parent())
     parser = argparse.ArgumentParser(prog="python -m regmix_plugin.sweep.worker")
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("mixture_ids", nargs="*")

@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--step-s", type=float, default=0.1)
     parser.add_argument("--fail-times", type=int, default=0, help="fail on the first K starts")
     parser.add_argument("--domains", default="a,b")
+    parser.add_argument(
+        "--diverge", action="store_true", help="report a NaN and an infinite loss (diverged)"
+    )
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,9 @@ def main() -> int:
         for i, d in enumerate(args.domains.split(","))
     }
     metrics["target_loss/avg"] = sum(metrics.values()) / len(metrics)
+    if args.diverge:  # json.dumps writes these as NaN / Infinity, as a careless proxy would
+        first, second = list(metrics)[:2]
+        metrics[first], metrics[second] = float("nan"), float("inf")
     _atomic_write(
         metrics_path,
         json.dumps({"mixture_id": args.mixture, "metrics": metrics, "num_steps": step}) + "\n",

@@ -105,3 +105,9 @@ def run_sweep(config: Path, *, force_mix: bool = False) -> Any:
     """The sweep stage of a study file, as ``regmix sweep CONFIG`` runs it."""
     study = load_study(config)
     return stages.sweep(study, study.layout, stages.build_catalogue(study), force_mix=force_mix)
+
+
+def plan_sweep(config: Path) -> Any:
+    """The sweep's plan for a study file, as ``regmix sweep CONFIG --dry-run`` makes it."""
+    study = load_study(config)
+    return stages.plan_sweep(study, study.layout, stages.build_catalogue(study))

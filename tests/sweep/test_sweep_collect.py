@@ -17,20 +17,23 @@ from regmix_plugin.sweep.parsers import parse_megatron_log
 from regmix_plugin.tables import read_table
 
 
-def _megatron_log(losses: list[float], *, final: float | None = None) -> str:
-    """Training-log text in Megatron-LM's format (evaluate_and_print_results)."""
-    lines = [" iteration       10/     100 | consumed samples: 640 | lm loss: 5.1E+00 |"]
+def _eval_line(loss: float, prefix: str, name: str = "") -> list[str]:
+    """One evaluation as megatron.training's evaluate_and_print_results prints it (0.19.2)."""
+    suffix = f"-{name}" if name else ""
+    body = f" validation{suffix} loss at {prefix} | lm loss value: {loss:.6E} | "
+    body += f"lm loss PPL: {math.exp(min(20, loss)):.6E} | "
+    return ["-" * (len(body) + 1), body, "-" * (len(body) + 1)]
+
+
+def _megatron_log(losses: list[float], *, final: float | None = None, name: str = "") -> str:
+    """Training-log text in Megatron-LM's format: periodic evaluations, then the final ones."""
+    lines = [" [2026-11-29 10:00:00] iteration       10/     100 | lm loss: 5.1E+00 |"]
     for i, loss in enumerate(losses):
-        body = f" validation loss at iteration {(i + 1) * 50} | lm loss value: {loss:.6E} | "
-        body += f"lm loss PPL: {math.exp(loss):.6E} | "
-        lines += ["-" * len(body), body, "-" * len(body)]
+        lines += _eval_line(loss, f"iteration {(i + 1) * 50}", name)
     if final is not None:
-        lines.append(
-            f" validation loss at the end of training for val data | lm loss value: {final:.6E} |"
-        )
-        lines.append(
-            " validation loss at the end of training for test data | lm loss value: 9.9E+00 |"
-        )
+        last = len(losses) * 50
+        lines += _eval_line(final, f"iteration {last} on validation set", name)
+        lines += _eval_line(9.9, f"iteration {last} on test set", name)
     return "\n".join(lines) + "\n"
 
 
@@ -39,25 +42,24 @@ def test_megatron_log_gives_the_last_validation_loss() -> None:
     found = parse_megatron_log(_megatron_log([4.5, 4.0, 3.75]), settings)
     assert found == {None: (150.0, 3.75)}
     found = parse_megatron_log(_megatron_log([4.5, 4.0], final=3.5), settings)
-    assert list(found) == [None] and found[None][1] == 3.5  # end of training, not the test data
+    assert found == {None: (100.0, 3.5)}  # end of training, not the test set
 
 
-def test_per_dataset_log_lines_with_a_configured_pattern() -> None:
-    settings = from_dict(
-        CollectSettings,
-        {"log_dataset_pattern": r"\bon (?P<dataset>\w+)", "dataset_names": {"wiki": "a"}},
-        "sweep.collect",
+def test_named_validation_sets_of_megatron_lm() -> None:
+    # --multiple-validation-sets --validation-set-names wiki code-py
+    settings = CollectSettings()
+    text = _megatron_log([4.0, 3.0], final=2.75, name="wiki") + _megatron_log(
+        [5.0, 4.5], name="code-py"
     )
-    text = "".join(
-        f" validation loss at iteration {it} on {ds} | lm loss value: {v:.6E} |\n"
-        for it, ds, v in [
-            (10, "wiki", 4.0),
-            (10, "code", 5.0),
-            (20, "wiki", 3.0),
-            (20, "code", 4.5),
-        ]
+    assert parse_megatron_log(text, settings) == {"wiki": (100.0, 2.75), "code-py": (100.0, 4.5)}
+    # without names Megatron-LM numbers the sets: validation-0, validation-1
+    text = _megatron_log([4.0], name="0") + _megatron_log([5.0], name="1")
+    assert parse_megatron_log(text, settings) == {"0": (50.0, 4.0), "1": (50.0, 5.0)}
+    # a guessed format of earlier versions of this parser is not taken for a loss
+    assert (
+        parse_megatron_log(" validation loss at the end | lm loss wiki value: 3.0 |", settings)
+        == {}
     )
-    assert parse_megatron_log(text, settings) == {"wiki": (20.0, 3.0), "code": (20.0, 4.5)}
 
 
 def test_external_runs_from_logs_and_tensorboard(tmp_path: Path, capsys) -> None:
@@ -67,10 +69,12 @@ def test_external_runs_from_logs_and_tensorboard(tmp_path: Path, capsys) -> None
     # run 1: Megatron-LM, two validation sets, TensorBoard (real writer) + its log
     w = SummaryWriter(str(runs / "mix1" / "tensorboard"))
     for step, (a, b) in [(50, (4.0, 5.0)), (100, (3.25, 4.5))]:
-        w.add_scalar("lm loss validation a_text_document", a, step)
-        w.add_scalar("lm loss validation b_text_document", b, step)
-        w.add_scalar("lm loss validation a_text_document vs samples", 99.0, step * 64)
-        w.add_scalar("lm loss validation (aggregated)", (a + b) / 2, step)
+        # the tags megatron.training writes with --validation-set-names a_text_document ...
+        w.add_scalar("lm loss validation-a_text_document", a, step)
+        w.add_scalar("lm loss validation-b_text_document", b, step)
+        w.add_scalar("lm loss validation-a_text_document vs samples", 99.0, step * 64)
+        w.add_scalar("lm loss validation-a_text_document ppl", 98.0, step)
+        w.add_scalar("lm loss validation-a_text_document ppl vs samples", 97.0, step * 64)
     w.close()
     (runs / "mix1" / "train.log").write_text(_megatron_log([4.4, 3.9]))
     # run 2: NeMo with two validation dataloaders (Lightning's suffixes)
@@ -141,4 +145,20 @@ def test_collect_settings_reject_a_pattern_without_a_dataset_group() -> None:
     with pytest.raises(ConfigError, match=r"\(\?P<dataset>"):
         from_dict(CollectSettings, {"tag_patterns": ["^val_(.*)$"]}, "sweep.collect")
     with pytest.raises(ConfigError, match="not a valid regex"):
-        from_dict(CollectSettings, {"log_dataset_pattern": "(?P<dataset>"}, "sweep.collect")
+        from_dict(CollectSettings, {"tag_patterns": ["(?P<dataset>"]}, "sweep.collect")
+
+
+def test_failed_or_diverged_external_runs_are_missing_with_the_reason(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for mid, doc in {
+        "ok": {"mixture_id": "ok", "complete": True, "metrics": {"val_loss/a": 2.5}},
+        "failed": {"mixture_id": "failed", "complete": False, "failure": "diverged at step 7"},
+        "nan": {"mixture_id": "nan", "complete": True, "metrics": {"val_loss/a": float("nan")}},
+    }.items():
+        (runs / mid).mkdir(parents=True)
+        (runs / mid / "metrics.json").write_text(json.dumps(doc))
+    collected = collect_runs(runs)
+    assert collected.table.ids == ["failed", "nan", "ok"]
+    assert collected.table.row("ok").tolist() == [2.5]
+    assert collected.missing["failed"] == "the proxy failed: diverged at step 7"
+    assert "not finite" in collected.missing["nan"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from regmix_plugin.sweep.config import SweepConfig
     from regmix_plugin.sweep.runner import SweepPlan
 
 
@@ -45,7 +46,13 @@ class Launcher(Protocol):
         ...
 
     def close(self) -> None:
-        """Release what the launcher holds (threads, handles); runs already started go on."""
+        """The sweep is leaving (done, an error, Ctrl-C): release what the launcher holds.
+
+        Runs that live in a scheduler (Slurm arrays, NeMo-Run tasks on Slurm) go on, and a rerun
+        of ``regmix sweep`` adopts them. Runs that are processes of this sweep (launcher
+        ``local``; NeMo-Run's local executor) are stopped; a rerun resumes them from their
+        checkpoints. Each launcher's ``close`` says which it does.
+        """
         ...
 
 
@@ -77,6 +84,20 @@ LAUNCHERS: dict[str, LauncherFactory] = {"local": _local, "slurm": _slurm, "nemo
 def get_launcher(plan: SweepPlan) -> Launcher:
     """Build the launcher named by ``plan.settings.launcher``."""
     return LAUNCHERS[plan.settings.launcher](plan)
+
+
+def devices_per_proxy(settings: SweepConfig) -> int:
+    """Accelerators each proxy of the sweep gets from its launcher; 0: it runs on the CPU."""
+    return {
+        "local": settings.local.num_devices_per_proxy,
+        "slurm": settings.slurm.num_gpus_per_task,
+        "nemo_run": settings.nemo_run.num_gpus_per_node,
+    }[settings.launcher]
+
+
+def cpu_only_env_line(settings: SweepConfig) -> list[str]:
+    """The shell line that hides every GPU from a proxy given none (empty when it has some)."""
+    return [] if devices_per_proxy(settings) else ["export CUDA_VISIBLE_DEVICES="]
 
 
 def worker_argv(plan: SweepPlan, mixture_ids: list[str]) -> list[str]:

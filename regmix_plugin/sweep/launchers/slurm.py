@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from regmix_plugin.errors import LaunchError
 from regmix_plugin.io import atomic_write_json, atomic_write_text
 from regmix_plugin.layout import SUBMITTED_FILE
+from regmix_plugin.sweep.launchers import cpu_only_env_line
 from regmix_plugin.sweep.registry import read_json, run_folder
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ class SlurmLauncher:
         return None
 
     # ---------------------------------------------------------------- the batch script
+    def cpus_per_task(self, plan: SweepPlan) -> int:
+        """``--cpus-per-task``: the setting, else the proxy's threads times its ranks."""
+        s = self.settings
+        if s.num_cpus_per_task is not None:
+            return s.num_cpus_per_task
+        return max(1, s.num_gpus_per_task) * plan.settings.num_threads_per_proxy
+
     def script(self, plan: SweepPlan, ids_file: Path, num_tasks: int) -> str:
         """The ``sbatch`` script of one array over ``num_tasks`` runs."""
         s = self.settings
@@ -53,7 +61,7 @@ class SlurmLauncher:
             f"--array=0-{num_tasks - 1}{limit}",
             f"--output={self.folder / 'logs' / '%A_%a.out'}",
             "--ntasks=1",
-            f"--cpus-per-task={s.num_cpus_per_task}",
+            f"--cpus-per-task={self.cpus_per_task(plan)}",
             f"--time={s.time}",
         ]
         if s.partition:
@@ -80,6 +88,7 @@ class SlurmLauncher:
             f"# regmix sweep of {plan.sweep_dir}: one task per mixture id in {ids_file.name}",
             *[f"#SBATCH {o}" for o in opts],
             "set -eo pipefail",
+            *cpu_only_env_line(plan.settings),
             *s.setup_lines,
             f"cd {shlex.quote(str(plan.cwd))}",
             "exec " + " ".join(worker),
