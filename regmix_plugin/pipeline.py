@@ -166,7 +166,13 @@ PIPELINE: tuple[Stage, ...] = (
         _sweep,
     ),
     Stage("collect", ("sweep",), ("mixtures",), _collect, outputs=("results", "results_missing")),
-    Stage("fit", ("fit",), ("mixtures", "results"), _fit, outputs=("model_dir",)),
+    Stage(
+        "fit",
+        ("fit",),
+        ("mixtures", "mixture_seeds", "results"),
+        _fit,
+        outputs=("model_dir",),
+    ),
     Stage(
         "optimize",
         ("optimize",),
