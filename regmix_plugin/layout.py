@@ -11,6 +11,7 @@ stays light. ``run_dir`` holds::
     domains.txt            the catalogue as a table
     catalogue.json         per prefix: documents, tokens, .bin/.idx sizes and mtimes
     mixtures.csv           the proxy mixtures (or ``sweep.mixtures``)
+    mixtures.csv.seeds.json  (with replicated mixtures) each replicate run's proxy seed offset
     mixtures_summary.json  what the mixture design drew and rejected
     sweep/                 sweep.json, study.yaml, mixtures.csv, runs/<mixture_id>/...
     results.csv            one row per mixture, one column per metric (or ``sweep.collect.results``)
@@ -20,8 +21,10 @@ stays light. ``run_dir`` holds::
     blend/                 the blend configs for every recipe format
     cache/eval/            the evaluation indices every proxy of the study shares
     proxies/<mixture_id>/  proxies trained one by one with ``regmix train-proxy``
-    evaluate/<label>/      proxies trained on the chosen mixture and the baselines
-    evaluation.json        their measured target loss
+    evaluate/<label>/seed-<seed>/  proxies trained on the chosen mixture and the baselines
+    evaluation.json        their measured target loss: per seed, mean, std, paired intervals
+    transfer/<scale>/<label>/  (with ``transfer``) proxies of the rank-transfer check
+    transfer.json          Spearman rho between the two proxy scales, its bootstrap interval
     report.html, report.md, report_files/
     stages/<stage>.json    completion markers, written last by ``regmix run``
     logs/                  the run's log files (timings live here, never in artifacts)
@@ -52,6 +55,8 @@ MIXTURES_FILE = "mixtures.csv"
 MIXTURES_SUMMARY_FILE = "mixtures_summary.json"
 RESULTS_FILE = "results.csv"
 MISSING_SUFFIX = ".missing.json"
+#: Beside a mixtures table: the replicate runs (same weights, another proxy seed) it holds.
+SEEDS_SUFFIX = ".seeds.json"
 #: Inside ``blend/``: what ``regmix emit`` wrote (files, epochs) and the mixture it wrote.
 BLEND_MANIFEST_FILE = "manifest.json"
 BLEND_WEIGHTS_FILE = "weights.yaml"
@@ -102,6 +107,11 @@ class RunLayout:
     def mixtures(self) -> Path:
         """The proxy mixtures table."""
         return self.mixtures_table or self.root / MIXTURES_FILE
+
+    @property
+    def mixture_seeds(self) -> Path:
+        """Beside the mixtures table: its replicate runs and their proxy seed offsets."""
+        return seeds_file(self.mixtures)
 
     @property
     def mixtures_summary(self) -> Path:
@@ -167,14 +177,28 @@ class RunLayout:
         """Proxies of the evaluate stage, one folder per compared mixture."""
         return self.root / "evaluate"
 
-    def evaluate_run(self, label: str) -> Path:
-        """The folder of one compared mixture's proxy."""
-        return self.evaluate_dir / label
+    def evaluate_run(self, label: str, seed: int) -> Path:
+        """The folder of one compared mixture's proxy trained with proxy seed ``seed``."""
+        return self.evaluate_dir / label / f"seed-{seed}"
 
     @property
     def evaluation(self) -> Path:
         """``evaluation.json``: the measured comparison."""
         return self.root / "evaluation.json"
+
+    @property
+    def transfer_dir(self) -> Path:
+        """Proxies of the rank-transfer check, one folder per scale and mixture."""
+        return self.root / "transfer"
+
+    def transfer_run(self, scale: str, label: str) -> Path:
+        """The folder of one proxy of the rank-transfer check (``scale``: small or large)."""
+        return self.transfer_dir / scale / label
+
+    @property
+    def transfer(self) -> Path:
+        """``transfer.json``: the rank correlation between the two proxy scales."""
+        return self.root / "transfer.json"
 
     @property
     def report_html(self) -> Path:
@@ -214,6 +238,11 @@ class RunLayout:
 def missing_file(results: Path) -> Path:
     """The missing-runs file beside a results table."""
     return results.with_name(results.name + MISSING_SUFFIX)
+
+
+def seeds_file(mixtures: Path) -> Path:
+    """The replicate-seeds file beside a mixtures table."""
+    return mixtures.with_name(mixtures.name + SEEDS_SUFFIX)
 
 
 def sweep_runs_dir(sweep_dir: Path) -> Path:

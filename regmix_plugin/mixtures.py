@@ -16,6 +16,15 @@ Then, per draw:
 are chosen uniformly at random (kept in draw order). Everything comes from one
 ``numpy.random.default_rng(seed)``, so a seed gives a byte-identical ``mixtures.csv``.
 
+Replicates (to measure the proxies' seed noise): with ``num_anchor_mixtures`` A > 0 and
+``num_seeds`` S >= 2, the first A mixtures (in draw order, so a random subset) are trained S
+times. Their extra runs are rows of their own at the end of the table, with the same weights and
+the id ``<mixture_id>.s<k>`` (k = 1 .. S-1, :func:`replicate_id`); the run of row ``<id>.s<k>``
+trains with proxy seed ``proxy.seed + k``. The seed offsets and the groups of runs that share a
+mixture are written beside the table (``mixtures.csv.seeds.json``, :func:`write_replicates`),
+where the sweep and ``regmix train-proxy`` read them. The defaults (0 anchors, 1 seed) add no
+row and no file: the design stays byte-identical.
+
 The paper's settings (``configs/pile.yaml``): temperature 0.5, 15 strengths from 0.1 to 5, cap
 15 x the token share, ``min_weight`` and ``grid`` 2e-4, 100 draws per mixture, 512 mixtures.
 """
@@ -23,9 +32,10 @@ The paper's settings (``configs/pile.yaml``): temperature 0.5, 15 strengths from
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +46,7 @@ from regmix_plugin.blending.apportionment import largest_remainder
 from regmix_plugin.config import parse_yaml, read_text_file, to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
+from regmix_plugin.io import atomic_write_json
 from regmix_plugin.simplex import dirichlet_mixed_strengths, tempered
 from regmix_plugin.tables import (
     ID_COLUMN,
@@ -75,10 +86,29 @@ class SampleConfig:
     """Weights are rounded to multiples of this (1/grid must be an integer)."""
     draw_multiplier: int = 100
     """Draws made per requested mixture; the mixtures are chosen among the accepted ones."""
+    num_anchor_mixtures: int = 0
+    """Mixtures of the design trained ``num_seeds`` times with different proxy seeds, to
+    measure the proxies' seed noise (the first ones drawn; 0: none)."""
+    num_seeds: int = 1
+    """Proxy seeds per anchor mixture (``proxy.seed + k``, k = 0 .. num_seeds-1); with
+    ``num_anchor_mixtures`` > 0 it must be >= 2."""
 
     def __post_init__(self) -> None:
         if self.num_mixtures < 1:
             raise ValueError(f"num_mixtures must be >= 1, got {self.num_mixtures}")
+        if not 0 <= self.num_anchor_mixtures <= self.num_mixtures:
+            raise ValueError(
+                f"num_anchor_mixtures must be in [0, num_mixtures={self.num_mixtures}], got "
+                f"{self.num_anchor_mixtures}"
+            )
+        if self.num_seeds < 1:
+            raise ValueError(f"num_seeds must be >= 1, got {self.num_seeds}")
+        if (self.num_anchor_mixtures > 0) != (self.num_seeds > 1):
+            raise ValueError(
+                f"num_anchor_mixtures {self.num_anchor_mixtures} and num_seeds {self.num_seeds} "
+                "repeat nothing: to measure seed noise set both (for example 4 anchors x 3 "
+                "seeds), or leave both at their defaults 0 and 1"
+            )
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not (0 < self.min_strength <= self.max_strength < math.inf):
@@ -231,9 +261,122 @@ class SampleResult:
     """The mixtures drawn by :func:`sample_mixtures` and what happened to every draw."""
 
     mixtures: Mixtures
-    """The chosen mixtures, in draw order."""
+    """The chosen mixtures, in draw order, then the replicate rows."""
     summary: dict[str, Any] = field(default_factory=dict)
     """Counts and statistics (written as mixtures_summary.json)."""
+    replicates: Replicates | None = None
+    """The replicate runs of the anchor mixtures (None: no anchors)."""
+
+
+# -- replicates -----------------------------------------------------------------------------------
+
+_REPLICATE_SEP = ".s"
+
+
+def replicate_id(mixture: str, k: int) -> str:
+    """The row id of the ``k``-th replicate (k >= 1) of a mixture: ``<mixture>.s<k>``."""
+    if k < 1:
+        raise ValueError(f"replicate index must be >= 1, got {k}")
+    return f"{mixture}{_REPLICATE_SEP}{k}"
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """The runs of a mixtures table that repeat a mixture with another proxy seed."""
+
+    seed_offsets: dict[str, int]
+    """Row id -> offset added to ``proxy.seed`` for its run (rows not listed: 0)."""
+    groups: list[list[str]]
+    """Row ids that share one mixture (the first is the mixture's own row), one list each."""
+
+    def seed_offset(self, row: str) -> int:
+        """The proxy seed offset of a row's run (0 for rows that are not replicates)."""
+        return self.seed_offsets.get(row, 0)
+
+    def group_of(self, row: str) -> list[str]:
+        """The rows that share ``row``'s mixture (``[row]`` when it is not replicated)."""
+        for group in self.groups:
+            if row in group:
+                return list(group)
+        return [row]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain-data form written beside the mixtures table."""
+        return {"seed_offsets": dict(self.seed_offsets), "groups": [list(g) for g in self.groups]}
+
+
+NO_REPLICATES = Replicates(seed_offsets={}, groups=[])
+
+
+def add_replicates(
+    mixtures: Mixtures, num_anchors: int, num_seeds: int
+) -> tuple[Mixtures, Replicates]:
+    """The table with ``num_seeds - 1`` replicate rows for each of its first ``num_anchors``
+    mixtures appended (seed-major: every anchor's ``.s1``, then every ``.s2``), and their seeds."""
+    if num_anchors == 0 or num_seeds <= 1:
+        return mixtures, NO_REPLICATES
+    anchors = list(range(num_anchors))
+    ids = list(mixtures.ids)
+    rows = [mixtures.weights]
+    offsets: dict[str, int] = {}
+    for k in range(1, num_seeds):
+        for i in anchors:
+            rid = replicate_id(mixtures.ids[i], k)
+            ids.append(rid)
+            offsets[rid] = k
+        rows.append(mixtures.weights[anchors])
+    groups = [
+        [mixtures.ids[i], *(replicate_id(mixtures.ids[i], k) for k in range(1, num_seeds))]
+        for i in anchors
+    ]
+    table = Mixtures(ids=ids, names=list(mixtures.names), weights=np.concatenate(rows))
+    return table, Replicates(seed_offsets=offsets, groups=groups)
+
+
+def write_replicates(path: str | os.PathLike[str], replicates: Replicates) -> None:
+    """Write the replicates file (``RunLayout.mixture_seeds``); with none, remove a stale one."""
+    p = Path(path)
+    if not replicates.seed_offsets:
+        p.unlink(missing_ok=True)
+        return
+    atomic_write_json(p, replicates.to_json())
+
+
+def read_replicates(path: str | os.PathLike[str], ids: Sequence[str] | None = None) -> Replicates:
+    """The replicates file beside a mixtures table (``RunLayout.mixture_seeds``); no file: none.
+
+    Each offset must be an integer >= 0 and each group a list of distinct row ids in at most one
+    group; with ``ids`` (the table's rows), every id named must be one of them.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return NO_REPLICATES
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: not valid JSON ({exc}); sample again or delete it") from None
+    offsets = data.get("seed_offsets") if isinstance(data, dict) else None
+    groups = data.get("groups") if isinstance(data, dict) else None
+    if not isinstance(offsets, dict) or not isinstance(groups, list):
+        raise DataError(f"{p}: expected {{'seed_offsets': {{id: k}}, 'groups': [[id, ...]]}}")
+    for rid, k in offsets.items():
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise DataError(f"{p}: seed_offsets.{rid} is {k!r}; it must be an integer >= 0")
+    seen: set[str] = set()
+    for g in groups:
+        if not isinstance(g, list) or not all(isinstance(r, str) for r in g) or len(g) < 2:
+            raise DataError(f"{p}: group {g!r} must list two or more row ids")
+        if seen & set(g) or len(set(g)) != len(g):
+            raise DataError(f"{p}: row id(s) {sorted(seen & set(g)) or g} appear twice")
+        seen.update(g)
+    if ids is not None:
+        unknown = sorted((set(offsets) | seen) - set(ids))
+        if unknown:
+            raise DataError(
+                f"{p}: row id(s) {unknown[:5]} are not in the mixtures table beside it; sample "
+                "again (or delete the file when the table was replaced)"
+            )
+    return Replicates(seed_offsets=dict(offsets), groups=[list(g) for g in groups])
 
 
 def _round_to_grid(w: np.ndarray, num_units: int) -> np.ndarray:
@@ -347,7 +490,15 @@ def sample_mixtures(catalogue: Catalogue, config: SampleConfig) -> SampleResult:
     if len(set(ids)) != len(ids):  # 48-bit hash: a collision means a bug, not bad input
         raise AssertionError("mixture id collision among distinct mixtures")
     mixtures = Mixtures(ids=ids, names=names, weights=weights)
-    return SampleResult(mixtures=mixtures, summary=_summary(catalogue, config, mixtures, p, draws))
+    summary = _summary(catalogue, config, mixtures, p, draws)
+    table, replicates = add_replicates(mixtures, config.num_anchor_mixtures, config.num_seeds)
+    if replicates.groups:
+        summary["replicates"] = {
+            "num_anchor_mixtures": config.num_anchor_mixtures,
+            "num_seeds": config.num_seeds,
+            "num_runs": len(table),
+        }
+    return SampleResult(mixtures=table, summary=summary, replicates=replicates)
 
 
 def _summary(
@@ -401,6 +552,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"{summary['num_distinct_accepted']} distinct accepted",
         f"non-zero domains per mixture: min {nz['min']}, mean {nz['mean']:.2f}, max {nz['max']}",
     ]
+    reps = summary.get("replicates")
+    if reps:
+        lines.append(
+            f"replicates: the first {reps['num_anchor_mixtures']} mixtures x {reps['num_seeds']} "
+            f"proxy seeds, {reps['num_runs']} runs in all"
+        )
     rows = []
     for name, d in summary["domains"].items():
         cap = "-" if d["max_weight"] is None else f"{min(d['max_weight'], 1.0):.4f}"

@@ -3,7 +3,8 @@
 Stages (:mod:`regmix_plugin.stages`), each with the sections it reads and the artifacts it takes::
 
     data (only with a ``synthetic`` section) -> domains -> sample (unless ``sweep.mixtures``)
-      -> sweep -> collect -> fit -> optimize -> emit -> evaluate (only with ``evaluate``) -> report
+      -> sweep -> collect -> fit -> optimize -> emit -> evaluate (only with ``evaluate``)
+      -> transfer (only with ``transfer``) -> report
 
 A stage that finishes writes its marker (``RunLayout.marker``) last, holding a fingerprint of
 the config sections it reads and the content of its input artifacts. On a rerun a stage whose
@@ -38,7 +39,7 @@ from regmix_plugin.study import StudyConfig
 log = logging.getLogger(__name__)
 
 #: Bumped when a stage's outputs change meaning, so old markers no longer match.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 @dataclass
@@ -137,6 +138,11 @@ def _evaluate(ctx: Context) -> dict[str, Any]:
     return {"chosen_beats_all": out["chosen_beats_all"]}
 
 
+def _transfer(ctx: Context) -> dict[str, Any]:
+    out = stages.transfer(ctx.study, ctx.layout, ctx.catalogue, progress=ctx.progress)
+    return {"spearman_rho": out["spearman_rho"], "proxies_too_small": out["proxies_too_small"]}
+
+
 def _report(ctx: Context) -> dict[str, Any]:
     html_path, md_path = stages.report(ctx.study, ctx.layout, ctx.catalogue)
     return {"html": html_path.name, "markdown": md_path.name}
@@ -151,11 +157,22 @@ PIPELINE: tuple[Stage, ...] = (
         ("catalogue",),
         _sample,
         lambda s: s.sweep.mixtures is None,
-        outputs=("mixtures", "mixtures_summary"),
+        outputs=("mixtures", "mixtures_summary", "mixture_seeds"),
     ),
-    Stage("sweep", ("domains", "proxy", "sweep"), ("catalogue", "mixtures"), _sweep),
+    Stage(
+        "sweep",
+        ("domains", "proxy", "sweep"),
+        ("catalogue", "mixtures", "mixture_seeds"),
+        _sweep,
+    ),
     Stage("collect", ("sweep",), ("mixtures",), _collect, outputs=("results", "results_missing")),
-    Stage("fit", ("fit",), ("mixtures", "results"), _fit, outputs=("model_dir",)),
+    Stage(
+        "fit",
+        ("fit",),
+        ("mixtures", "mixture_seeds", "results"),
+        _fit,
+        outputs=("model_dir",),
+    ),
     Stage(
         "optimize",
         ("optimize",),
@@ -167,15 +184,23 @@ PIPELINE: tuple[Stage, ...] = (
     Stage(
         "evaluate",
         ("proxy", "evaluate", "synthetic"),
-        ("catalogue", "weights", "mixtures", "results"),
+        ("catalogue", "weights", "mixtures", "mixture_seeds", "results"),
         _evaluate,
         lambda s: s.evaluate is not None,
         outputs=("evaluation",),
     ),
     Stage(
+        "transfer",
+        ("proxy", "transfer"),
+        ("catalogue", "model_dir", "weights", "mixtures", "mixture_seeds", "results"),
+        _transfer,
+        lambda s: s.transfer is not None,
+        outputs=("transfer",),
+    ),
+    Stage(
         "report",
         ("report",),
-        ("mixtures", "model_dir", "weights", "blend_dir", "evaluation"),
+        ("mixtures", "model_dir", "weights", "blend_dir", "evaluation", "transfer"),
         _report,
         outputs=("report_html", "report_markdown"),
     ),
@@ -232,14 +257,14 @@ def select_stages(study: StudyConfig, start: str | None, stop: str | None) -> li
 
 
 #: Stages that train proxies: the data they read is checked before the first of them starts.
-PROXY_STAGES = frozenset({"sweep", "evaluate"})
+PROXY_STAGES = frozenset({"sweep", "evaluate", "transfer"})
 
 
 def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
     """Check, before any stage runs, the sections each selected stage needs."""
     names = {s.name for s in selected}
     study.require("run_dir")
-    if names & {"domains", "sample", "sweep", "optimize", "emit", "evaluate"}:
+    if names & {"domains", "sample", "sweep", "optimize", "emit", "evaluate", "transfer"}:
         study.require("domains")
     if "sample" in names:
         sample = study.require("sample")
@@ -256,6 +281,8 @@ def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
                 )
     if names & PROXY_STAGES:
         study.require("proxy")
+    if "transfer" in names:
+        stages.larger_proxy(study)
 
 
 def check_proxy_data(study: StudyConfig) -> None:

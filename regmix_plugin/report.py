@@ -1,9 +1,13 @@
 """The run report: one HTML page and its Markdown twin, with plots, from a run directory.
 
 ``regmix report RUN_DIR`` reads the artifacts the stages left (``mixtures.csv``, ``results.csv``,
-``model/``, ``weights.yaml``, ``blend/``, ``evaluation.json``) and writes ``report.html``,
-``report.md`` and the figures under ``report_files/``. A stage that has not run yet shows as such;
-the report never fails because a later stage is missing.
+``model/``, ``weights.yaml``, ``blend/``, ``evaluation.json``, ``transfer.json``) and writes
+``report.html``, ``report.md`` and the figures under ``report_files/``. It leads with the answer:
+the recommended mixture, its predicted target (with an interval and the probability of beating
+each baseline when the model has ensemble members), the target's seed noise and signal-to-noise
+(when the model was fitted with replicates), the rank transfer (when measured) and the measured
+evaluation; then the detail. A stage that has not run yet shows as such; the report never fails
+because a later stage is missing.
 """
 
 from __future__ import annotations
@@ -37,10 +41,19 @@ class ReportConfig:
     """Heading of the page."""
     max_blend_chars: int = 6000
     """Longest blend file shown in full; longer ones are cut with a pointer to the file."""
+    min_snr: float = 2.0
+    """A target whose signal-to-noise ratio (its spread across mixtures over one proxy seed's
+    noise, measured on replicated mixtures) is below this is called too noisy to regress on."""
+    interval_level: float = 0.9
+    """Coverage of the predicted target's interval (with an ensemble model)."""
 
     def __post_init__(self) -> None:
         if self.max_blend_chars < 100:
             raise ValueError(f"max_blend_chars must be at least 100, got {self.max_blend_chars}")
+        if not self.min_snr >= 0:
+            raise ValueError(f"min_snr must be >= 0, got {self.min_snr}")
+        if not 0.0 < self.interval_level < 1.0:
+            raise ValueError(f"interval_level must be in (0, 1), got {self.interval_level}")
 
 
 # -- page model ------------------------------------------------------------------------------------
@@ -174,17 +187,27 @@ def _read_optional_table(path: Path) -> Table | None:
     return read_table(path) if path.is_file() else None
 
 
-def _design_section(mixtures: Table | None, figs: _Figures) -> Section:
+def _design_section(layout: RunLayout, figs: _Figures) -> Section:
     s = Section("Mixture design")
+    mixtures = _read_optional_table(layout.mixtures)
     if mixtures is None:
         s.paragraphs.append("mixtures.csv is not there yet: run `regmix sample`.")
         return s
-    w = mixtures.values
+    from regmix_plugin.mixtures import read_replicates
+
+    replicates = read_replicates(layout.mixture_seeds, mixtures.ids)
+    distinct = [i for i, rid in enumerate(mixtures.ids) if not replicates.seed_offset(rid)]
+    w = mixtures.values[distinct]
     nonzero = (w > 0).sum(axis=1)
     s.paragraphs.append(
-        f"{len(mixtures.ids)} mixtures over {len(mixtures.columns)} domains; non-zero domains per "
+        f"{len(w)} mixtures over {len(mixtures.columns)} domains; non-zero domains per "
         f"mixture: min {nonzero.min()}, median {int(np.median(nonzero))}, max {nonzero.max()}."
     )
+    if replicates.groups:
+        s.paragraphs.append(
+            f"{len(replicates.groups)} of them trained more than once, with other proxy seeds "
+            f"({len(mixtures.ids) - len(w)} replicate runs), to measure the seed noise."
+        )
     s.table = (
         ["domain", "min", "mean", "max", "share of mixtures > 0"],
         [
@@ -347,18 +370,209 @@ def _evaluation_section(layout: RunLayout) -> Section | None:
     evaluation = _load_json(layout.evaluation)
     if not evaluation:
         return None
-    s = Section("Measured: proxies trained on the chosen mixture and the baselines")
-    rows = [
-        [name, _fmt(r.get("target_loss", math.nan)), _fmt(r.get("l1_to_planted", math.nan), 3)]
-        for name, r in evaluation.get("runs", {}).items()
-    ]
-    s.table = (["mixture", "target loss (measured)", "L1 to planted optimum"], rows)
+    n = evaluation.get("num_seeds", 1)
+    s = Section(f"Measured: proxies trained on each compared mixture ({n} seed(s))")
+    runs = evaluation.get("runs", {})
+    comparisons = evaluation.get("comparisons") or {}
+    level = float(evaluation.get("level", 0.95))
+    rows = []
+    for name, r in runs.items():
+        c = comparisons.get(name)
+        rows.append(
+            [
+                name,
+                _mean_std(r),
+                "–" if c is None else _fmt(c["mean_difference"]),
+                "–" if c is None else _interval(c.get("lo"), c.get("hi")),
+                "–" if c is None else str(c["verdict"]),
+                _fmt(r.get("l1_to_planted", math.nan), 3),
+            ]
+        )
+    s.table = (
+        [
+            "mixture",
+            "target loss, mean ± std",
+            "minus chosen (paired)",
+            f"{level:.0%} interval",
+            "chosen",
+            "L1 to planted optimum",
+        ],
+        rows,
+    )
+    s.paragraphs.append(
+        f"Seeds {evaluation.get('seeds', [])}; interval: {evaluation.get('interval', 'paired')}. "
+        "The chosen mixture beats a baseline only where the interval excludes zero."
+    )
     if "chosen_beats_all" in evaluation:
         verdict = "beats" if evaluation["chosen_beats_all"] else "does NOT beat"
         s.paragraphs.append(
             f"The chosen mixture {verdict} every baseline on the measured target loss."
         )
     return s
+
+
+def _mean_std(r: Mapping[str, Any]) -> str:
+    mean = r.get("mean", r.get("target_loss"))
+    if mean is None:
+        return "not measured"
+    std = r.get("std")
+    return _fmt(float(mean)) + ("" if std is None else f" ± {_fmt(float(std))}")
+
+
+def _interval(lo: Any, hi: Any) -> str:
+    if lo is None or hi is None:
+        return "– (one seed)"
+    return f"[{float(lo):+.4f}, {float(hi):+.4f}]"
+
+
+# -- the answer first ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Predicted:
+    """The model's view of the chosen mixture and the baselines."""
+
+    point: dict[str, float]
+    """label -> the predicted target (weights.yaml)."""
+    interval: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    """label -> (mean, lo, hi) of the ensemble's predictive interval (with members only)."""
+    beats: dict[str, float] = field(default_factory=dict)
+    """baseline -> share of members predicting the chosen mixture lower (ties half)."""
+
+
+def _predicted(layout: RunLayout, doc: Mapping[str, Any], level: float) -> _Predicted:
+    """Predictions of the chosen mixture and the optimizer's baselines; with a model whose
+    targets have ensemble members (``num_members`` / ``predict_members`` /
+    ``predict_interval``), their intervals and the paired probabilities of beating."""
+    target = doc.get("target")
+    predicted = doc.get("predicted") or {}
+    labels = ["chosen", *(doc.get("baselines") or {})]
+    out = _Predicted(point={k: float(predicted[k]) for k in labels if k in predicted})
+    if target is None or not layout.model_metadata.is_file():
+        return out
+    from regmix_plugin.regression import load_model
+
+    try:
+        model = load_model(layout.model_dir)
+    except RegMixError as exc:
+        log.warning("report: no intervals, the model does not load: %s", exc)
+        return out
+    members_of = getattr(model, "num_members", None)
+    if members_of is None or target not in model.targets or members_of(target) < 2:
+        return out
+    weights = {"chosen": doc.get("weights") or {}}
+    weights.update({k: b.get("weights") or {} for k, b in (doc.get("baselines") or {}).items()})
+    x = np.array([[float(weights[k].get(d, 0.0)) for d in model.domains] for k in labels])
+    mean, lo, hi = getattr(model, "predict_interval")(x, target, level=level)  # noqa: B009
+    members = np.asarray(getattr(model, "predict_members")(x, target))  # noqa: B009
+    for i, k in enumerate(labels):
+        out.interval[k] = (float(mean[i]), float(lo[i]), float(hi[i]))
+        if i:
+            wins = (members[:, 0] < members[:, i]).mean() + 0.5 * (
+                members[:, 0] == members[:, i]
+            ).mean()
+            out.beats[k] = float(wins)
+    return out
+
+
+def _noise(layout: RunLayout, target: str | None) -> dict[str, Any] | None:
+    """The target's seed noise from the model's metadata (fitted with replicates), if any."""
+    meta = _load_json(layout.model_metadata) or {}
+    info = (meta.get("targets") or {}).get(target) if target else None
+    noise = info.get("noise") if isinstance(info, Mapping) else None
+    if isinstance(noise, Mapping) and noise.get("sigma") is not None:
+        return dict(noise)
+    return None
+
+
+def _answer_section(layout: RunLayout, cfg: ReportConfig) -> Section:
+    s = Section("The answer")
+    if not layout.weights.is_file():
+        s.paragraphs.append("No recommended mixture yet: run `regmix optimize`.")
+        return s
+    doc = _load_yaml_mapping(layout.weights)
+    target = doc.get("target")
+    weights = {str(k): float(v) for k, v in (doc.get("weights") or {}).items()}
+    s.paragraphs.append(
+        "Recommended mixture: "
+        + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in sorted(weights.items(), key=lambda kv: -kv[1]))
+    )
+    pred = _predicted(layout, doc, cfg.interval_level)
+    if "chosen" in pred.interval:
+        mean, lo, hi = pred.interval["chosen"]
+        s.paragraphs.append(
+            f"Predicted {target}: {_fmt(pred.point.get('chosen', mean))} (ensemble mean "
+            f"{_fmt(mean)}, {cfg.interval_level:.0%} interval [{_fmt(lo)}, {_fmt(hi)}])."
+        )
+    elif "chosen" in pred.point:
+        s.paragraphs.append(
+            f"Predicted {target}: {_fmt(pred.point['chosen'])} (no interval: the model was "
+            "fitted without an ensemble)."
+        )
+    if pred.beats:
+        s.paragraphs.append(
+            "Probability that the chosen mixture beats each baseline (paired over the "
+            "ensemble's members): " + ", ".join(f"{k} {v:.0%}" for k, v in pred.beats.items()) + "."
+        )
+    s.paragraphs += _noise_lines(_noise(layout, target), target, cfg.min_snr)
+    s.paragraphs += _transfer_lines(_load_json(layout.transfer))
+    s.paragraphs += _evaluation_lines(_load_json(layout.evaluation))
+    return s
+
+
+def _noise_lines(noise: Mapping[str, Any] | None, target: Any, min_snr: float) -> list[str]:
+    if noise is None:
+        return []
+    sigma, snr = float(noise["sigma"]), float(noise["snr"])
+    line = (
+        f"Proxy seed noise of {target}: sigma {_fmt(sigma)} (from {noise.get('num_groups')} "
+        f"replicated mixtures); signal-to-noise {snr:.1f} (spread across mixtures "
+        f"{_fmt(float(noise.get('spread', math.nan)))} over sigma)."
+    )
+    if snr < min_snr:
+        line += (
+            f" Warning: signal-to-noise {snr:.1f} is below {min_snr}: the target is too "
+            "noisy to regress on; train the proxies longer, on more tokens, or pick a target "
+            "that the mixture moves more."
+        )
+    return [line]
+
+
+def _transfer_lines(record: Mapping[str, Any] | None) -> list[str]:
+    if not record:
+        return []
+    iv = record.get("interval") or {}
+    rank = record.get("chosen_rank") or {}
+    line = (
+        f"Rank transfer to the larger proxy: Spearman rho {_fmt(record.get('spearman_rho'), 3)}, "
+        f"{float(iv.get('level', 0.9)):.0%} interval [{_fmt(iv.get('lo'), 3)}, "
+        f"{_fmt(iv.get('hi'), 3)}] over {rank.get('of')} mixtures; the chosen mixture ranks "
+        f"{rank.get('small')} at the sweep's scale and {rank.get('large')} at the larger one."
+    )
+    if record.get("proxies_too_small"):
+        line += (
+            f" The proxies are too small for this target: the lower end of the interval is "
+            f"below {record.get('min_rho')}."
+        )
+    return [line]
+
+
+def _evaluation_lines(ev: Mapping[str, Any] | None) -> list[str]:
+    if not ev or "runs" not in ev:
+        return []
+    comparisons = ev.get("comparisons") or {}
+    parts = []
+    for name, r in ev["runs"].items():
+        text = f"{name} {_mean_std(r)}"
+        c = comparisons.get(name)
+        if c is not None:
+            text += f" ({c['verdict']}: {name} - chosen {_interval(c.get('lo'), c.get('hi'))})"
+        parts.append(text)
+    return [
+        f"Measured {ev.get('target')} with {ev.get('num_seeds', 1)} seed(s), mean ± std: "
+        + "; ".join(parts)
+        + "."
+    ]
 
 
 def _epochs_section(layout: RunLayout, catalogue: Catalogue | None) -> Section:
@@ -449,7 +663,8 @@ def write_report(
     figs = _Figures(layout.report_files)
     sections: list[Section] = []
     for build in (
-        lambda: _design_section(_read_optional_table(layout.mixtures), figs),
+        lambda: _answer_section(layout, cfg),
+        lambda: _design_section(layout, figs),
         lambda: _model_section(layout, figs),
         lambda: _weights_section(layout, figs),
         lambda: _evaluation_section(layout),

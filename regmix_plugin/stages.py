@@ -10,15 +10,18 @@ that needs it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from regmix_plugin.config import from_dict, to_dict
 from regmix_plugin.domains import (
     Catalogue,
     catalogue_record,
@@ -27,7 +30,15 @@ from regmix_plugin.domains import (
     prefix_files,
 )
 from regmix_plugin.errors import ConfigError, DataError, RegMixError
-from regmix_plugin.evaluate import EvaluateConfig, l1_distance
+from regmix_plugin.evaluate import (
+    CHOSEN,
+    INTERVAL_METHOD,
+    PLANTED,
+    EvaluateConfig,
+    compare,
+    l1_distance,
+    summarize_runs,
+)
 from regmix_plugin.io import (
     atomic_write_json,
     atomic_write_text,
@@ -36,13 +47,18 @@ from regmix_plugin.io import (
 )
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
+    NO_REPLICATES,
+    Replicates,
     SampleResult,
     load_weights_yaml,
     mixture_id,
     read_mixtures,
+    read_replicates,
     sample_mixtures,
     write_mixtures,
+    write_replicates,
 )
+from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.study import StudyConfig
 from regmix_plugin.tables import Table, check_weights_table, read_table
 
@@ -56,7 +72,7 @@ class ProxyProgress:
     """Progress of a stage that trains proxies one after the other in this process."""
 
     stage: str
-    """The stage (``evaluate``)."""
+    """The stage (``evaluate``, ``transfer``)."""
     num_done: int
     """Proxies finished."""
     num_total: int
@@ -106,8 +122,15 @@ def sample(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Sampl
     """``sample``: draw the proxy mixtures; write the summary, then the mixtures table."""
     result = sample_mixtures(catalogue, study.require("sample"))
     atomic_write_json(layout.mixtures_summary, result.summary)
+    write_replicates(layout.mixture_seeds, result.replicates or NO_REPLICATES)
     write_mixtures(layout.mixtures, result.mixtures)
     return result
+
+
+def replicates(layout: RunLayout) -> Replicates:
+    """The replicate runs of the study's mixtures table (none without the file beside it)."""
+    ids = read_table(layout.mixtures).ids if layout.mixtures.is_file() else None
+    return read_replicates(layout.mixture_seeds, ids)
 
 
 def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any]:
@@ -133,7 +156,8 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
     """The sweep's plan (nothing written): one run per row of the mixtures table."""
     from regmix_plugin.sweep.runner import make_plan
 
-    study.require("proxy")
+    proxy = study.require("proxy")
+    reps = replicates(layout)
     text = (
         f"# the study as run (from {study.config_path}; overrides {list(study.overrides)});\n"
         "# every default filled in, every path absolute; every proxy of this sweep reads it\n"
@@ -148,6 +172,9 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
         study_text=text,
         cwd=study.config_dir,
         source=study.config_path,
+        base_seed=proxy.seed,
+        seed_offsets=reps.seed_offsets,
+        replicate_groups=reps.groups,
     )
 
 
@@ -270,30 +297,50 @@ def emit(
 
 
 def _candidates(
-    cfg: EvaluateConfig, catalogue: Catalogue, layout: RunLayout
-) -> dict[str, dict[str, float]]:
+    study: StudyConfig, catalogue: Catalogue, layout: RunLayout, results: Table
+) -> dict[str, dict[str, Any]]:
+    """label -> {weights, mixture_id, and what else the report says of it}, chosen first."""
+    cfg: EvaluateConfig = study.require("evaluate")
     names = catalogue.names
-    out: dict[str, dict[str, float]] = {"chosen": load_weights_yaml(layout.weights)}
+    out: dict[str, dict[str, Any]] = {CHOSEN: {"weights": load_weights_yaml(layout.weights)}}
     if "token_prior" in cfg.baselines:
-        out["token_prior"] = dict(zip(names, map(float, catalogue.token_shares()), strict=True))
+        shares = dict(zip(names, map(float, catalogue.token_shares()), strict=True))
+        out["token_prior"] = {"weights": shares}
     if "uniform" in cfg.baselines:
-        out["uniform"] = {n: 1.0 / len(names) for n in names}
+        out["uniform"] = {"weights": {n: 1.0 / len(names) for n in names}}
+    if "best_proxy" in cfg.baselines:
+        out["best_proxy"] = _best_proxy(cfg, layout, results)
+    if study.synthetic is not None:
+        out[PLANTED] = {"weights": dict(study.synthetic.hidden_weights)}
+    for entry in out.values():
+        entry.setdefault("mixture_id", mixture_id(entry["weights"]))
     return out
 
 
 def _best_proxy(cfg: EvaluateConfig, layout: RunLayout, results: Table) -> dict[str, Any]:
+    """The sweep mixture with the lowest measured target; a replicated mixture counts once,
+    with the mean of its runs."""
     column = results.column(cfg.target)
     if np.all(np.isnan(column)):
         raise RegMixError(f"{layout.results} has no measured {cfg.target!r}: nothing to compare")
-    best = int(np.nanargmin(column))
+    reps = replicates(layout)
+    value = dict(zip(results.ids, map(float, column), strict=True))
+    best_id, best = "", math.inf
+    seen: set[str] = set()
+    for rid in results.ids:
+        if rid in seen:
+            continue
+        group = [g for g in reps.group_of(rid) if g in value]
+        seen.update(group)
+        finite = [value[g] for g in group if math.isfinite(value[g])]
+        if finite and float(np.mean(finite)) < best:
+            best_id, best = group[0], float(np.mean(finite))
     mixtures = read_table(layout.mixtures)
-    best_id = results.ids[best]
     row = mixtures.row(best_id)
     return {
         "mixture_id": best_id,
         "weights": dict(zip(mixtures.columns, map(float, row), strict=True)),
-        "target_loss": float(column[best]),
-        "trained": "reused from the sweep (same settings and seed)",
+        "sweep_target": best,
     }
 
 
@@ -304,9 +351,11 @@ def evaluate(
     *,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """``evaluate``: train proxies on the chosen mixture and the baselines; compare their
-    measured target loss (``evaluation.json``). ``progress`` receives a :class:`ProxyProgress`
-    before and after each proxy."""
+    """``evaluate``: train proxies on the chosen mixture, the baselines and (with a
+    ``synthetic`` section) the planted weights with ``evaluate.num_seeds`` seeds each; compare
+    their measured target loss paired by seed (``evaluation.json``, see
+    :mod:`regmix_plugin.evaluate`). ``progress`` receives a :class:`ProxyProgress` before and
+    after each proxy."""
     from regmix_plugin.proxy.train import train_proxy
 
     cfg: EvaluateConfig = study.require("evaluate")
@@ -317,36 +366,205 @@ def evaluate(
             f"evaluate.target {cfg.target!r} is not a column of {layout.results}; "
             f"choose one of {results.columns}"
         )
+    candidates = _candidates(study, catalogue, layout, results)
+    seeds = cfg.seeds(proxy.seed)
+    total = len(candidates) * len(seeds)
+    losses: dict[str, list[float]] = {}
+    done = 0
+    for label, entry in candidates.items():
+        losses[label] = []
+        for seed in seeds:
+            what = f"{label} seed {seed}"
+            if progress is not None:
+                progress(ProxyProgress("evaluate", done, total, what, starting=True))
+            metrics = train_proxy(
+                dataclasses.replace(proxy, seed=seed),
+                catalogue,
+                entry["weights"],
+                entry["mixture_id"],
+                layout.evaluate_run(label, seed),
+                eval_cache=layout.eval_cache,
+            )
+            losses[label].append(float(metrics["metrics"].get(cfg.target, math.nan)))
+            done += 1
+            if progress is not None:
+                progress(ProxyProgress("evaluate", done, total, what))
+    out = evaluation_record(cfg, seeds, candidates, losses, study)
+    atomic_write_json(layout.evaluation, out)
+    return out
+
+
+def evaluation_record(
+    cfg: EvaluateConfig,
+    seeds: list[int],
+    candidates: dict[str, dict[str, Any]],
+    losses: dict[str, list[float]],
+    study: StudyConfig,
+) -> dict[str, Any]:
+    """``evaluation.json``: per mixture its per-seed losses, mean and std; per baseline the
+    paired comparison with the chosen mixture."""
     runs: dict[str, dict[str, Any]] = {}
-    if "best_proxy" in cfg.baselines:
-        runs["best_proxy"] = _best_proxy(cfg, layout, results)
-    candidates = _candidates(cfg, catalogue, layout)
-    for i, (label, weights) in enumerate(candidates.items()):
-        if progress is not None:
-            progress(ProxyProgress("evaluate", i, len(candidates), label, starting=True))
-        mid = mixture_id(weights)
-        metrics = train_proxy(
-            proxy, catalogue, weights, mid, layout.evaluate_run(label), eval_cache=layout.eval_cache
-        )
-        if progress is not None:
-            progress(ProxyProgress("evaluate", i + 1, len(candidates), label))
+    for label, entry in candidates.items():
+        summary = summarize_runs(losses[label])
         runs[label] = {
-            "mixture_id": mid,
-            "weights": weights,
-            "target_loss": float(metrics["metrics"][cfg.target]),
-            "trained": "trained now",
+            **entry,
+            "seeds": list(seeds),
+            "target_losses": losses[label],
+            **summary,
+            # The one-seed format's key, kept for its readers (benchmarks/bench_quickstart.py).
+            "target_loss": summary["mean"],
         }
-    out: dict[str, Any] = {"target": cfg.target, "runs": runs}
+    out: dict[str, Any] = {
+        "target": cfg.target,
+        "num_seeds": len(seeds),
+        "seeds": list(seeds),
+        "level": cfg.level,
+        "interval": INTERVAL_METHOD,
+        "runs": runs,
+    }
     if study.synthetic is not None:
         hidden = dict(study.synthetic.hidden_weights)
         out["hidden_weights"] = hidden
         for r in runs.values():
             r["l1_to_planted"] = l1_distance(r["weights"], hidden)
-    chosen = runs["chosen"]["target_loss"]
-    others = [v["target_loss"] for k, v in runs.items() if k != "chosen"]
-    out["chosen_beats_all"] = bool(all(chosen < v for v in others))
-    atomic_write_json(layout.evaluation, out)
+    comparisons = {k: asdict(v) for k, v in compare(losses, cfg.level).items()}
+    out["comparisons"] = comparisons
+    baselines = [k for k in comparisons if k != PLANTED]
+    out["chosen_beats_all"] = bool(baselines) and all(
+        comparisons[k]["verdict"] == "beats" for k in baselines
+    )
     return out
+
+
+def transfer(
+    study: StudyConfig,
+    layout: RunLayout,
+    catalogue: Catalogue,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """``transfer``: train a spread subset of the sweep's mixtures and the chosen one at the
+    larger proxy scale of ``transfer.proxy``; compare the ranks (``transfer.json``, see
+    :mod:`regmix_plugin.transfer`). ``progress`` receives a :class:`ProxyProgress` per proxy."""
+    from regmix_plugin.proxy.train import train_proxy
+    from regmix_plugin.transfer import TransferConfig, rank_transfer
+
+    cfg: TransferConfig = study.require("transfer")
+    proxy = study.require("proxy")
+    large_proxy = larger_proxy(study)
+    results = read_table(layout.results)
+    if cfg.target not in results.columns:
+        raise ConfigError(
+            f"transfer.target {cfg.target!r} is not a column of {layout.results}; "
+            f"choose one of {results.columns}"
+        )
+    subset, predicted_by = _transfer_subset(cfg, layout, results, catalogue)
+    mixtures = read_table(layout.mixtures)
+    plan: list[tuple[str, str, dict[str, float]]] = [
+        (rid, rid, dict(zip(mixtures.columns, map(float, mixtures.row(rid)), strict=True)))
+        for rid in subset
+    ]
+    chosen = load_weights_yaml(layout.weights)
+    plan.append((CHOSEN, mixture_id(chosen), chosen))
+    jobs = [("small", proxy, *plan[-1])] + [("large", large_proxy, *p) for p in plan]
+    measured: dict[tuple[str, str], float] = {
+        ("small", rid): float(results.column(cfg.target)[results.ids.index(rid)]) for rid in subset
+    }
+    for n, (scale, config, label, mid, weights) in enumerate(jobs):
+        what = f"{label} ({scale})"
+        if progress is not None:
+            progress(ProxyProgress("transfer", n, len(jobs), what, starting=True))
+        metrics = train_proxy(
+            config,
+            catalogue,
+            weights,
+            mid,
+            layout.transfer_run(scale, label),
+            eval_cache=layout.eval_cache,
+        )
+        measured[(scale, label)] = float(metrics["metrics"].get(cfg.target, math.nan))
+        if progress is not None:
+            progress(ProxyProgress("transfer", n + 1, len(jobs), what))
+    labels = [*subset, CHOSEN]
+    small = [measured[("small", k)] for k in labels]
+    large = [measured[("large", k)] for k in labels]
+    result = rank_transfer(small, large, cfg, chosen_index=len(labels) - 1)
+    out = {
+        "target": cfg.target,
+        "small_proxy": study.section_data("proxy"),
+        "large_proxy": to_dict(large_proxy),
+        "subset_spread_by": predicted_by,
+        "mixtures": {
+            k: {"small": a, "large": b} for k, a, b in zip(labels, small, large, strict=True)
+        },
+        "spearman_rho": result.rho,
+        "interval": {
+            "level": cfg.level,
+            "lo": result.lo,
+            "hi": result.hi,
+            "method": f"percentile bootstrap over the mixtures, {cfg.num_resamples} resamples, "
+            f"seed {cfg.seed}",
+            "num_undefined_resamples": result.num_undefined,
+        },
+        "min_rho": cfg.min_rho,
+        "proxies_too_small": not result.lo >= cfg.min_rho,
+        "chosen_rank": {
+            "small": result.chosen_rank_small,
+            "large": result.chosen_rank_large,
+            "of": len(labels),
+            "holds": result.chosen_rank_holds,
+        },
+        "notes": result.notes,
+    }
+    atomic_write_json(layout.transfer, out)
+    return out
+
+
+def larger_proxy(study: StudyConfig) -> ProxyConfig:
+    """The proxy section of the rank-transfer check: the sweep's with ``transfer.proxy``'s
+    overrides (``model`` merged); a bad override is a ConfigError naming ``transfer.proxy``."""
+    data = to_dict(study.require("proxy"))
+    for key, value in study.require("transfer").proxy.items():
+        if key == "model" and isinstance(value, dict):
+            data["model"] = {**data.get("model", {}), **value}
+        else:
+            data[key] = value
+    return from_dict(ProxyConfig, data, "transfer.proxy")
+
+
+def _transfer_subset(
+    cfg: Any, layout: RunLayout, results: Table, catalogue: Catalogue
+) -> tuple[list[str], str]:
+    """The sweep rows to train at the larger scale: mixtures measured at the proxy seed (no
+    replicate runs), spread over the model's predicted target (the measured one when the model
+    has no such target)."""
+    from regmix_plugin.regression import load_model
+    from regmix_plugin.transfer import spread_subset
+
+    reps = replicates(layout)
+    column = results.column(cfg.target)
+    rows = [
+        i
+        for i, rid in enumerate(results.ids)
+        if reps.seed_offset(rid) == 0 and math.isfinite(float(column[i]))
+    ]
+    if len(rows) < 3:
+        raise RegMixError(
+            f"{layout.results}: only {len(rows)} mixtures with a measured {cfg.target!r}; the "
+            "rank transfer needs at least 3"
+        )
+    ids = [results.ids[i] for i in rows]
+    model = load_model(layout.model_dir)
+    if cfg.target in model.targets:
+        mixtures = read_weights_table(layout.mixtures, catalogue.names)
+        x = np.stack([mixtures.row(rid) for rid in ids])
+        order = [mixtures.columns.index(d) for d in model.domains]
+        values = model.predict(x[:, order], cfg.target)
+        by = f"predicted {cfg.target}"
+    else:
+        values = column[rows]
+        by = f"measured {cfg.target} (the model has no such target)"
+    return spread_subset(ids, values, cfg.num_mixtures), by
 
 
 def report(

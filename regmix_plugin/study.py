@@ -29,6 +29,7 @@ from regmix_plugin.regression.fitting import FitConfig
 from regmix_plugin.report import ReportConfig
 from regmix_plugin.sweep.config import SweepConfig
 from regmix_plugin.synthetic import SyntheticConfig
+from regmix_plugin.transfer import TransferConfig
 
 T = TypeVar("T")
 
@@ -43,6 +44,7 @@ SECTIONS: dict[str, tuple[type[Any], bool]] = {
     "optimize": (OptimizeConfig, True),
     "emit": (EmitConfig, True),
     "evaluate": (EvaluateConfig, False),
+    "transfer": (TransferConfig, False),
     "report": (ReportConfig, True),
 }
 TOP_LEVEL_KEYS = ("run_dir", *SECTIONS)
@@ -83,6 +85,8 @@ class StudyConfig:
     """Which blend configs to write."""
     evaluate: EvaluateConfig | None = None
     """Train and compare the chosen mixture and baselines, if wanted."""
+    transfer: TransferConfig | None = None
+    """Check that the proxies' ranking holds at a larger proxy scale, if wanted."""
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     """The report."""
     overrides: tuple[str, ...] = ()

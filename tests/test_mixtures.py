@@ -270,3 +270,152 @@ def test_cli_sample_infeasible_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "< 1" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+# -- replicates: anchor mixtures trained with several proxy seeds --------------------------------
+
+
+def test_replicates_append_rows_with_derived_ids_and_keep_the_design(tmp_path):
+    plain = sample(tmp_path, TOKENS, 20000, num_mixtures=12, seed=3)
+    reps = sample(tmp_path, TOKENS, 20000, num_mixtures=12, seed=3, num_anchor_mixtures=3,
+                  num_seeds=3)  # fmt: skip
+    m, p = reps.mixtures, plain.mixtures
+    # The first 12 rows are the plain design, bit for bit; then 3 anchors x 2 extra seeds.
+    assert m.ids[:12] == p.ids and np.array_equal(m.weights[:12], p.weights)
+    assert len(m) == 12 + 3 * 2 and len(set(m.ids)) == len(m.ids)
+    expected_ids = [f"{p.ids[i]}.s{k}" for k in (1, 2) for i in range(3)]
+    assert m.ids[12:] == expected_ids
+    for i, _rid in enumerate(expected_ids):
+        assert np.array_equal(m.weights[12 + i], p.weights[i % 3])
+    r = reps.replicates
+    assert r is not None and plain.replicates is not None and not plain.replicates.groups
+    assert r.seed_offsets == {rid: int(rid[-1]) for rid in expected_ids}
+    assert r.groups == [[p.ids[i], f"{p.ids[i]}.s1", f"{p.ids[i]}.s2"] for i in range(3)]
+    assert r.seed_offset(p.ids[0]) == 0 and r.group_of(p.ids[5]) == [p.ids[5]]
+    assert reps.summary["num_mixtures"] == 12 and reps.summary["replicates"]["num_runs"] == 18
+    from regmix_plugin.mixtures import format_summary
+
+    assert "replicates: the first 3 mixtures x 3 proxy seeds, 18 runs" in format_summary(
+        reps.summary
+    )
+
+
+def test_sample_stage_writes_the_seeds_file_and_removes_a_stale_one(tmp_path):
+    study = planning_study(
+        tmp_path,
+        TOKENS,
+        20000,
+        sample={"num_mixtures": 6, "num_anchor_mixtures": 2, "num_seeds": 2},
+    )
+    layout = study.layout
+    stages.sample(study, layout, load_catalogue(study.domains))
+    ids = read_mixtures(layout.mixtures).ids
+    data = json.loads(layout.mixture_seeds.read_text())
+    assert layout.mixture_seeds.name == "mixtures.csv.seeds.json"
+    assert data == {
+        "seed_offsets": {f"{ids[0]}.s1": 1, f"{ids[1]}.s1": 1},
+        "groups": [[ids[0], f"{ids[0]}.s1"], [ids[1], f"{ids[1]}.s1"]],
+    }
+    assert stages.replicates(layout).groups == data["groups"]
+    plain = planning_study(tmp_path, TOKENS, 20000, sample={"num_mixtures": 6})
+    stages.sample(plain, plain.layout, load_catalogue(plain.domains))
+    assert not plain.layout.mixture_seeds.exists()  # the default design has no replicates
+    assert stages.replicates(plain.layout).seed_offsets == {}
+
+
+@pytest.mark.parametrize(
+    ("settings_", "message"),
+    [
+        ({"num_mixtures": 4, "num_anchor_mixtures": 5, "num_seeds": 2}, "num_anchor_mixtures"),
+        ({"num_mixtures": 4, "num_anchor_mixtures": 2}, "repeat nothing"),
+        ({"num_mixtures": 4, "num_seeds": 3}, "repeat nothing"),
+        ({"num_mixtures": 4, "num_seeds": 0}, "num_seeds must be >= 1"),
+    ],
+)
+def test_bad_replicate_settings(settings_, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(SampleConfig, settings_, "sample")
+
+
+def test_a_damaged_seeds_file_is_a_data_error_naming_it(tmp_path):
+    from regmix_plugin.mixtures import read_replicates
+
+    path = tmp_path / "mixtures.csv.seeds.json"
+    for text, needle in [
+        ("{", "not valid JSON"),
+        ('{"seed_offsets": {"a.s1": -1}, "groups": []}', "integer >= 0"),
+        ('{"seed_offsets": {}, "groups": [["a"]]}', "two or more"),
+        ('{"seed_offsets": {"z.s1": 1}, "groups": [["a", "a.s1"]]}', "not in the mixtures"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(DataError, match=needle) as err:
+            read_replicates(path, ids=["a", "a.s1"])
+        assert str(path) in str(err.value)
+
+
+def test_replicate_runs_get_their_seed_in_the_sweep(tmp_path):
+    """Each run's ``{seed}`` is proxy.seed plus its offset; the sweep keeps a copy of the seeds
+    beside its mixtures table, where ``regmix train-proxy --mixtures`` reads them."""
+    from regmix_plugin.sweep.runner import prepare_runs
+
+    study = planning_study(
+        tmp_path, TOKENS, 20000,
+        sample={"num_mixtures": 4, "num_anchor_mixtures": 1, "num_seeds": 3},
+        proxy={"vocab_size": 16, "seed": 100},
+        sweep={"command": "{python} train.py --out {run_dir} --seed {seed}"},
+    )  # fmt: skip
+    catalogue = load_catalogue(study.domains)
+    stages.sample(study, study.layout, catalogue)
+    plan = stages.plan_sweep(study, study.layout, catalogue)
+    first = read_mixtures(study.layout.mixtures).ids[0]
+    seeds = {mid: spec.seed for mid, spec in plan.runs.items()}
+    assert seeds[first] == 100 and seeds[f"{first}.s1"] == 101 and seeds[f"{first}.s2"] == 102
+    assert plan.runs[f"{first}.s2"].argv[-2:] == ["--seed", "102"]
+    assert sorted(seeds.values()) == [100] * 4 + [101, 102]
+    prepare_runs(plan)
+    copy = json.loads((study.layout.sweep_dir / "mixtures.csv.seeds.json").read_text())
+    assert copy == json.loads(study.layout.mixture_seeds.read_text())
+
+
+def test_a_custom_command_without_seed_refuses_replicates(tmp_path):
+    study = planning_study(
+        tmp_path, TOKENS, 20000,
+        sample={"num_mixtures": 4, "num_anchor_mixtures": 1, "num_seeds": 2},
+        proxy={"vocab_size": 16},
+        sweep={"command": "{python} train.py --out {run_dir}"},
+    )  # fmt: skip
+    catalogue = load_catalogue(study.domains)
+    stages.sample(study, study.layout, catalogue)
+    with pytest.raises(ConfigError, match=r"passes no \{seed\}"):
+        stages.plan_sweep(study, study.layout, catalogue)
+
+
+def test_train_proxy_takes_the_replicate_seed_beside_the_table_and_seed_overrides(tmp_path, capsys):
+    """``regmix train-proxy --dry-run`` shows the proxy seed it would train with."""
+    from regmix_plugin.corpus import write_indexed_dataset
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_indexed_dataset(tmp_path / name, [rng.integers(0, 16, 40) for _ in range(20)])
+    study = {
+        "run_dir": "run",
+        "domains": {
+            "num_target_tokens": 1000,
+            "entries": [{"name": n, "prefixes": [n]} for n in "ab"],
+        },
+        "sample": {"num_mixtures": 3, "num_anchor_mixtures": 1, "num_seeds": 3, "grid": 0.01},
+        "proxy": {"vocab_size": 16, "seed": 7},
+    }
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(study))
+    assert cli.main(["sample", str(config)]) == 0
+    first = read_mixtures(tmp_path / "run" / "mixtures.csv").ids[0]
+    capsys.readouterr()
+
+    def seed_of(*args: str) -> int:
+        assert cli.main(["train-proxy", str(config), *args, "--dry-run"]) == 0
+        return int(json.loads(capsys.readouterr().out)["proxy"]["seed"])
+
+    assert seed_of("--mixture", first) == 7
+    assert seed_of("--mixture", f"{first}.s2") == 9
+    assert seed_of("--mixture", f"{first}.s2", "--seed", "40") == 40

@@ -54,7 +54,22 @@ def command_run(args: argparse.Namespace) -> int:
         printer.finish()
     if timings:
         say("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    _say_results(study, timings)
     return 0
+
+
+def _say_results(study: StudyConfig, ran: dict[str, float]) -> None:
+    """The measured comparison and the rank transfer, when this run computed them."""
+    import json
+
+    from regmix_plugin.evaluate import format_evaluation
+    from regmix_plugin.transfer import format_transfer
+
+    layout = study.layout
+    if "evaluate" in ran and layout.evaluation.is_file():
+        say(format_evaluation(json.loads(layout.evaluation.read_text(encoding="utf-8"))))
+    if "transfer" in ran and layout.transfer.is_file():
+        say(format_transfer(json.loads(layout.transfer.read_text(encoding="utf-8"))))
 
 
 def _dry_run(study: StudyConfig, args: argparse.Namespace) -> None:

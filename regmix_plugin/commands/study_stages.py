@@ -77,6 +77,13 @@ def configure_train_proxy(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", help="output folder (default: <run_dir>/proxies/ID)"
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="proxy seed (default: proxy.seed, plus the row's replicate offset from the "
+        "seeds file beside the mixtures table)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the resolved config and blend, train nothing"
     )
 
@@ -88,11 +95,14 @@ def _layout_or_explain(study: StudyConfig, what: str) -> RunLayout:
 
 
 def command_train_proxy(args: argparse.Namespace) -> int:
-    """``regmix train-proxy CONFIG (--mixture ID | --weights FILE) [--out DIR]``."""
-    from regmix_plugin.mixtures import load_weights_yaml, mixture_id
+    """``regmix train-proxy CONFIG (--mixture ID | --weights FILE) [--out DIR] [--seed N]``."""
+    from regmix_plugin.layout import seeds_file
+    from regmix_plugin.mixtures import load_weights_yaml, mixture_id, read_replicates
     from regmix_plugin.proxy.train import mixture_weights, train_proxy
 
     study = load_study_args(args)
+    cfg = study.require("proxy")
+    seed = cfg.seed
     if args.weights:
         weights = dict(load_weights_yaml(args.weights))
         mid = str(mixture_id(weights))
@@ -104,8 +114,11 @@ def command_train_proxy(args: argparse.Namespace) -> int:
         )
         weights = mixture_weights(table, args.mixture)
         mid = args.mixture
+        seed += read_replicates(seeds_file(table)).seed_offset(mid)
+    if args.seed is not None:
+        seed = args.seed
+    cfg = dataclasses.replace(cfg, seed=seed)
     out = Path(args.out) if args.out else _layout_or_explain(study, "--out").proxy_run(mid)
-    cfg = study.require("proxy")
     catalogue = stages.build_catalogue(study)
     if args.dry_run:
         plan = {

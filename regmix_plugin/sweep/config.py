@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Placeholders a ``sweep.command`` template may use.
-COMMAND_FIELDS = ("python", "config", "mixture_id", "mixtures", "run_dir", "blend", "threads")
+COMMAND_FIELDS = (
+    "python",
+    "config",
+    "mixture_id",
+    "mixtures",
+    "run_dir",
+    "blend",
+    "threads",
+    "seed",
+)
 
 #: The proxy command each run executes (``regmix train-proxy``), as a template.
 DEFAULT_COMMAND = (
@@ -257,7 +266,9 @@ class SweepConfig:
 
     command: str = DEFAULT_COMMAND
     """Command template of one proxy run; placeholders: {python}, {config}, {mixture_id},
-    {mixtures}, {run_dir}, {blend}, {threads}."""
+    {mixtures}, {run_dir}, {blend}, {threads}, {seed} (the run's proxy seed: ``proxy.seed``
+    plus the replicate's offset, see ``sample.num_seeds``; ``regmix train-proxy`` finds it
+    without {seed}, beside ``--mixtures``)."""
 
     num_retries: int = 1
     """Extra attempts of a failed run within one ``regmix sweep`` before it is reported failed."""

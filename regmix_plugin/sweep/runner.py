@@ -17,8 +17,8 @@ import re
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from regmix_plugin.layout import (
     MIXTURES_FILE,
     SWEEP_FILE,
     SWEEP_STUDY_FILE,
+    seeds_file,
     sweep_run_folder,
 )
 from regmix_plugin.sweep.config import SweepConfig
@@ -52,6 +53,8 @@ class RunSpec:
     weights: dict[str, float]
     folder: Path
     argv: list[str]
+    seed: int = 0
+    """The proxy seed of this run (``{seed}``): the study's proxy seed plus the row's offset."""
 
 
 @dataclass
@@ -80,6 +83,11 @@ class SweepPlan:
     """What defines the runs (domains, data, proxy settings, command)."""
     study_text: str
     """The resolved study (YAML) every proxy reads (``{config}``)."""
+    seed_offsets: dict[str, int] = field(default_factory=dict)
+    """Replicate runs: row id -> offset of its proxy seed (written beside the sweep's mixtures
+    table, where ``regmix train-proxy --mixtures`` reads it)."""
+    replicate_groups: list[list[str]] = field(default_factory=list)
+    """Replicate runs: the rows that share one mixture, one list per mixture."""
 
 
 @dataclass
@@ -145,13 +153,20 @@ def make_plan(
     study_text: str,
     cwd: Path,
     source: Path,
+    base_seed: int = 0,
+    seed_offsets: Mapping[str, int] | None = None,
+    replicate_groups: Sequence[Sequence[str]] = (),
 ) -> SweepPlan:
     """Plan a sweep (no file is written).
 
     ``description`` holds what defines the runs (the proxy settings, the data); with the domains,
     the command and the layout version it makes the sweep's fingerprint. ``study_text`` is the
-    resolved study every proxy reads; ``cwd`` where the proxy commands run.
+    resolved study every proxy reads; ``cwd`` where the proxy commands run. ``base_seed`` (the
+    proxy seed) plus a row's ``seed_offsets`` entry (0 when absent) is the run's ``{seed}``;
+    ``replicate_groups`` the rows that share a mixture (copied beside the sweep's table).
     """
+    offsets = dict(seed_offsets or {})
+    _check_seed_passing(settings, offsets)
     if not mixtures_path.is_file():
         raise DataError(
             f"mixtures table {str(mixtures_path)!r} does not exist; run `regmix sample CONFIG` "
@@ -178,9 +193,11 @@ def make_plan(
             "run_dir": str(folder),
             "blend": str(folder / BLEND_FILE),
             "threads": threads,
+            "seed": str(base_seed + offsets.get(mid, 0)),
         }
         weights = {d: float(w) for d, w in zip(domains, ordered.values[i], strict=True)}
-        runs[mid] = RunSpec(mid, weights, folder, render_command(settings, values))
+        argv = render_command(settings, values)
+        runs[mid] = RunSpec(mid, weights, folder, argv, base_seed + offsets.get(mid, 0))
     full = {
         "layout": LAYOUT_VERSION,
         "domains": list(domains),
@@ -199,6 +216,22 @@ def make_plan(
         fingerprint=fingerprint(to_dict(full)),
         description=full,
         study_text=study_text,
+        seed_offsets={k: v for k, v in offsets.items() if k in runs},
+        replicate_groups=[list(g) for g in replicate_groups],
+    )
+
+
+def _check_seed_passing(settings: SweepConfig, offsets: Mapping[str, int]) -> None:
+    """Replicate runs need their seed: through ``{seed}`` or ``regmix train-proxy``, which reads
+    it beside ``--mixtures``. Any other command would train every replicate with one seed."""
+    if not any(offsets.values()) or "{seed}" in settings.command:
+        return
+    if "train-proxy" in settings.command and "{mixtures}" in settings.command:
+        return
+    raise ConfigError(
+        "the mixtures table has replicate runs (sample.num_anchor_mixtures x num_seeds) but "
+        "sweep.command passes no {seed}: every replicate would train with the same seed. Add "
+        "{seed} to sweep.command (for example `--seed {seed}`)"
     )
 
 
@@ -268,6 +301,7 @@ def prepare_runs(plan: SweepPlan) -> None:
             )
     else:
         write_table(mixtures_file, plan.mixtures)
+    _write_seed_offsets(seeds_file(mixtures_file), plan.seed_offsets, plan.replicate_groups)
     _write_if_changed(plan.sweep_dir / SWEEP_STUDY_FILE, plan.study_text)
     for spec in plan.runs.values():
         if (spec.folder / DONE_FILE).is_file():
@@ -279,6 +313,19 @@ def prepare_runs(plan: SweepPlan) -> None:
         )
         command = {"argv": spec.argv, "env": plan.env, "cwd": str(plan.cwd)}
         _write_if_changed(spec.folder / COMMAND_FILE, json.dumps(command, indent=2) + "\n")
+
+
+def _write_seed_offsets(path: Path, offsets: Mapping[str, int], groups: list[list[str]]) -> None:
+    """The sweep's copy of the replicate seeds, merged with earlier rows like its mixtures
+    (a group is keyed by its first row, the mixture's own)."""
+    old = read_json(path) if path.is_file() else {}
+    merged = {**old.get("seed_offsets", {}), **offsets}
+    if not merged:
+        return
+    by_first = {g[0]: list(g) for g in old.get("groups", [])}
+    by_first.update({g[0]: list(g) for g in groups})
+    text = json.dumps({"seed_offsets": merged, "groups": list(by_first.values())}, indent=2)
+    _write_if_changed(path, text + "\n")
 
 
 def _stack(rows: Mapping[str, Any], ids: list[str]) -> Any:
