@@ -227,7 +227,19 @@ def fit(
     names = None if catalogue is None else catalogue.names
     mixtures = read_weights_table(layout.mixtures, names)
     results = read_table(layout.results)
-    return fit_models(mixtures, results, list(targets), study.fit, layout.model_dir)
+    # Replicate runs (the same mixture, other seeds) give each target's seed noise; a run that
+    # has no result leaves its group (a group needs two results).
+    present = set(mixtures.ids) & set(results.ids)
+    groups = [[rid for rid in g if rid in present] for g in replicates(layout).groups]
+    groups = [g for g in groups if len(g) >= 2]
+    return fit_models(
+        mixtures,
+        results,
+        list(targets),
+        study.fit,
+        layout.model_dir,
+        replicates=groups or None,
+    )
 
 
 def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:
