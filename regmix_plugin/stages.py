@@ -459,7 +459,7 @@ def transfer(
     larger proxy scale of ``transfer.proxy``; compare the ranks (``transfer.json``, see
     :mod:`regmix_plugin.transfer`). ``progress`` receives a :class:`ProxyProgress` per proxy."""
     from regmix_plugin.proxy.train import train_proxy
-    from regmix_plugin.transfer import TransferConfig, rank_transfer
+    from regmix_plugin.transfer import TransferConfig
 
     cfg: TransferConfig = study.require("transfer")
     proxy = study.require("proxy")
@@ -498,10 +498,27 @@ def transfer(
         if progress is not None:
             progress(ProxyProgress("transfer", n + 1, len(jobs), what))
     labels = [*subset, CHOSEN]
+    out = _transfer_record(study, cfg, large_proxy, labels, measured, predicted_by)
+    atomic_write_json(layout.transfer, out)
+    return out
+
+
+def _transfer_record(
+    study: StudyConfig,
+    cfg: Any,
+    large_proxy: ProxyConfig,
+    labels: list[str],
+    measured: dict[tuple[str, str], float],
+    predicted_by: str,
+) -> dict[str, Any]:
+    """``transfer.json``: both scales' target per mixture, Spearman rho with its bootstrap
+    interval, and whether the chosen mixture (the last label) keeps its rank."""
+    from regmix_plugin.transfer import rank_transfer
+
     small = [measured[("small", k)] for k in labels]
     large = [measured[("large", k)] for k in labels]
     result = rank_transfer(small, large, cfg, chosen_index=len(labels) - 1)
-    out = {
+    return {
         "target": cfg.target,
         "small_proxy": study.section_data("proxy"),
         "large_proxy": to_dict(large_proxy),
@@ -528,8 +545,6 @@ def transfer(
         },
         "notes": result.notes,
     }
-    atomic_write_json(layout.transfer, out)
-    return out
 
 
 def larger_proxy(study: StudyConfig) -> ProxyConfig:
