@@ -77,6 +77,12 @@ def train(
 ) -> dict[str, Any]:
     """Train one proxy of a study, as ``regmix train-proxy`` does."""
     s = as_study(study)
+    shared = s.layout.eval_cache if s.run_dir is not None else None
     return train_proxy(
-        s.require("proxy"), load_catalogue(s.require("domains")), weights, mixture_id, out
+        s.require("proxy"),
+        load_catalogue(s.require("domains")),
+        weights,
+        mixture_id,
+        out,
+        eval_cache=shared,
     )
