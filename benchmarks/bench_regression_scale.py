@@ -31,29 +31,14 @@ from typing import Any
 
 import numpy as np
 
+# The paper's data, its target column and the candidate draws are bench_trees.py's.
+from bench_trees import DATA, TARGET, candidates
+
 from regmix_plugin.config import from_dict
-from regmix_plugin.optimize import dirichlet
 from regmix_plugin.regression import FitConfig, align_columns, fit, load_model
 from regmix_plugin.regression.fitting import spearman
 from regmix_plugin.regression.regressors import GPRegressor, GPSettings
 from regmix_plugin.tables import Table, read_table
-
-DATA = Path(__file__).resolve().parent / "data" / "regmix_paper"
-TARGET = "metric/the_pile_pile_cc_val_loss"
-#: The Pile token shares the paper used as its prior, training-column order (bench_trees.py).
-PILE_SHARES = [
-    0.113285273, 0.079608651, 0.003913491, 0.185375901, 0.051081359, 0.015962925,
-    0.101750772, 0.003707518, 0.066529351, 0.001750772, 0.027085479, 0.236869207,
-    0.01184346, 0.007929969, 0.008032956, 0.038825953, 0.046446962,
-]  # fmt: skip
-
-
-def candidates(n: int, seed: int) -> np.ndarray:
-    """Mixtures drawn as ``regmix optimize`` draws them around the Pile's token shares."""
-    prior = np.asarray(PILE_SHARES) / sum(PILE_SHARES)
-    rng = np.random.default_rng(seed)
-    strength = rng.uniform(0.1, 5.0, size=(n, 1))
-    return np.ascontiguousarray(dirichlet(rng, strength * prior[None, :]))
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:

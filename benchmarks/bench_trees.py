@@ -38,7 +38,8 @@ PILE_SHARES = [
 ]  # fmt: skip
 
 
-def _candidates(n: int, seed: int) -> np.ndarray:
+def candidates(n: int, seed: int) -> np.ndarray:
+    """Mixtures drawn as ``regmix optimize`` draws them around the Pile's token shares."""
     prior = np.asarray(PILE_SHARES) / sum(PILE_SHARES)
     rng = np.random.default_rng(seed)
     strength = rng.uniform(0.1, 5.0, size=(n, 1))
@@ -73,7 +74,7 @@ def main() -> None:
     }
     booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=1000)
     compiled = CompiledTrees.from_booster(booster)
-    cands = _candidates(args.num_candidates, seed=0)
+    cands = candidates(args.num_candidates, seed=0)
     n = args.num_candidates
     print(
         f"model: {compiled.num_trees} trees; {n:,} candidates x {cands.shape[1]} domains; "
