@@ -426,7 +426,7 @@ def _split_data_path(values: Sequence[str], where: str) -> list[str] | None:
     """A Megatron data-path list with its (absolute) prefixes checked; None when empty."""
     if not values:
         return None
-    pairs = len(values) % 2 == 0 and all(_is_number(v) for v in values[0::2])
+    pairs = is_weighted_data_path(values)
     out: list[str] = []
     for i, v in enumerate(values):
         if pairs and i % 2 == 0:
@@ -439,6 +439,12 @@ def _split_data_path(values: Sequence[str], where: str) -> list[str] | None:
             )
         out.append(os.path.abspath(v))
     return out
+
+
+def is_weighted_data_path(values: Sequence[str]) -> bool:
+    """Whether a Megatron data-path list is ``weight prefix weight prefix ...`` pairs (else it
+    lists prefixes only)."""
+    return len(values) % 2 == 0 and all(_is_number(v) for v in values[0::2])
 
 
 def _is_number(text: str) -> bool:

@@ -100,14 +100,21 @@ def target_prefixes(study: StudyConfig) -> list[str]:
     return [p for prefixes in study.proxy.targets.values() for p in prefixes]
 
 
+def data_record(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue with its files' sizes and times, and the target sets' files: what
+    ``catalogue.json`` holds and what a sweep's fingerprint covers."""
+    record = catalogue_record(catalogue)
+    record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+    return record
+
+
 def build_catalogue(study: StudyConfig, layout: RunLayout | None = None) -> Catalogue:
     """``domains``: the catalogue (``.idx`` headers read once per process); with ``layout``,
     also ``domains.txt`` and ``catalogue.json`` (per prefix documents, tokens, file sizes and
     modification times, and the same for the target sets), which later stages take as input."""
     catalogue = load_catalogue(study.require("domains"))
     if layout is not None:
-        record = catalogue_record(catalogue)
-        record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+        record = data_record(study, catalogue)
         atomic_write_text(
             layout.domains_table, format_catalogue(catalogue, study.config_dir) + "\n"
         )
@@ -137,8 +144,7 @@ def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any
     """What defines a sweep's runs besides the command: the domains and proxy settings and the
     data on disk (sizes and modification times) and the device and precision the proxies will
     resolve to, so changed data or placement is never mixed in silently."""
-    record = catalogue_record(catalogue)
-    record["targets"] = [{"prefix": p, **prefix_files(p)} for p in target_prefixes(study)]
+    record = data_record(study, catalogue)
     from regmix_plugin.proxy.runtime import planned_placement
     from regmix_plugin.sweep.launchers import devices_per_proxy
 

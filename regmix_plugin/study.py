@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from regmix_plugin.config import apply_overrides, from_dict, load_yaml, resolve_path, to_dict
 from regmix_plugin.domains import DomainsConfig
-from regmix_plugin.emit import EmitConfig
+from regmix_plugin.emit import EmitConfig, is_weighted_data_path
 from regmix_plugin.errors import ConfigError
 from regmix_plugin.evaluate import EvaluateConfig
 from regmix_plugin.layout import RunLayout
@@ -170,17 +170,9 @@ def _abs(value: str, base: Path) -> str:
     return str(resolve_path(value, base))
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _data_path(values: list[str], base: Path) -> list[str]:
     """A Megatron data-path list (prefixes, or weight/prefix pairs) with prefixes resolved."""
-    pairs = len(values) % 2 == 0 and all(_is_number(v) for v in values[0::2])
+    pairs = is_weighted_data_path(values)
     return [v if pairs and i % 2 == 0 else _abs(v, base) for i, v in enumerate(values)]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from regmix_plugin import stages
 from regmix_plugin.commands import (
+    add_set_argument,
     add_study_arguments,
     attach_log_file,
     load_study_args,
@@ -158,14 +159,7 @@ def configure_collect(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="study config whose sweep.collect settings to use")
     parser.add_argument("--mixtures", help="mixtures table: its ids are the rows expected")
     parser.add_argument("--out", help="results CSV (default: <run_dir>/results.csv)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of --config (repeatable)",
-    )
+    add_set_argument(parser)
 
 
 def command_collect(args: argparse.Namespace) -> int:
