@@ -50,8 +50,14 @@ class EvaluateConfig:
     use, so the best sweep proxy is not measured on the seed it was selected with."""
     level: float = 0.95
     """Coverage of the paired intervals."""
+    num_concurrent: int = 1
+    """Proxies trained at once, each in its own worker process (1: one after the other in the
+    ``regmix run`` process). The results do not depend on it; give each proxy
+    ``proxy.num_threads`` threads so that ``num_concurrent * num_threads`` fits the cores."""
 
     def __post_init__(self) -> None:
+        if self.num_concurrent < 1:
+            raise ValueError(f"num_concurrent must be >= 1, got {self.num_concurrent}")
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ValueError(f"baselines {unknown} are unknown; choose from {', '.join(BASELINES)}")

@@ -59,6 +59,7 @@ from regmix_plugin.mixtures import (
     write_replicates,
 )
 from regmix_plugin.proxy.config import ProxyConfig
+from regmix_plugin.proxy.pool import JobCallback, ProxyJob, train_proxies
 from regmix_plugin.study import StudyConfig
 from regmix_plugin.tables import Table, check_weights_table, read_table
 
@@ -69,7 +70,7 @@ Progress = Callable[[Any], None]
 
 @dataclass(frozen=True)
 class ProxyProgress:
-    """Progress of a stage that trains proxies one after the other in this process."""
+    """Progress of a stage that trains its own proxies (evaluate, transfer)."""
 
     stage: str
     """The stage (``evaluate``, ``transfer``)."""
@@ -362,6 +363,18 @@ def _best_proxy(cfg: EvaluateConfig, layout: RunLayout, results: Table) -> dict[
     }
 
 
+def _progress_events(stage: str, total: int, progress: Progress | None) -> JobCallback | None:
+    """The :func:`train_proxies` callback that reports :class:`ProxyProgress` to ``progress``."""
+    if progress is None:
+        return None
+    report = progress
+
+    def on_event(num_done: int, job: ProxyJob, starting: bool) -> None:
+        report(ProxyProgress(stage, num_done, total, job.label, starting=starting))
+
+    return on_event
+
+
 def evaluate(
     study: StudyConfig,
     layout: RunLayout,
@@ -374,8 +387,6 @@ def evaluate(
     their measured target loss paired by seed (``evaluation.json``, see
     :mod:`regmix_plugin.evaluate`). ``progress`` receives a :class:`ProxyProgress` before and
     after each proxy."""
-    from regmix_plugin.proxy.train import train_proxy
-
     cfg: EvaluateConfig = study.require("evaluate")
     proxy = study.require("proxy")
     results = read_table(layout.results)
@@ -386,27 +397,29 @@ def evaluate(
         )
     candidates = _candidates(study, catalogue, layout, results)
     seeds = cfg.seeds(proxy.seed)
-    total = len(candidates) * len(seeds)
-    losses: dict[str, list[float]] = {}
-    done = 0
-    for label, entry in candidates.items():
-        losses[label] = []
-        for seed in seeds:
-            what = f"{label} seed {seed}"
-            if progress is not None:
-                progress(ProxyProgress("evaluate", done, total, what, starting=True))
-            metrics = train_proxy(
-                dataclasses.replace(proxy, seed=seed),
-                catalogue,
-                entry["weights"],
-                entry["mixture_id"],
-                layout.evaluate_run(label, seed),
-                eval_cache=layout.eval_cache,
-            )
-            losses[label].append(float(metrics["metrics"].get(cfg.target, math.nan)))
-            done += 1
-            if progress is not None:
-                progress(ProxyProgress("evaluate", done, total, what))
+    jobs = [
+        ProxyJob(
+            proxy=dataclasses.replace(proxy, seed=seed),
+            weights=entry["weights"],
+            mixture_id=entry["mixture_id"],
+            out_dir=layout.evaluate_run(label, seed),
+            label=f"{label} seed {seed}",
+        )
+        for label, entry in candidates.items()
+        for seed in seeds
+    ]
+    metrics = train_proxies(
+        jobs,
+        catalogue,
+        eval_cache=layout.eval_cache,
+        num_concurrent=cfg.num_concurrent,
+        on_event=_progress_events("evaluate", len(jobs), progress),
+    )
+    per_job = iter(metrics)
+    losses: dict[str, list[float]] = {
+        label: [float(next(per_job)["metrics"].get(cfg.target, math.nan)) for _ in seeds]
+        for label in candidates
+    }
     out = evaluation_record(cfg, seeds, candidates, losses, study)
     atomic_write_json(layout.evaluation, out)
     return out
@@ -464,7 +477,6 @@ def transfer(
     """``transfer``: train a spread subset of the sweep's mixtures and the chosen one at the
     larger proxy scale of ``transfer.proxy``; compare the ranks (``transfer.json``, see
     :mod:`regmix_plugin.transfer`). ``progress`` receives a :class:`ProxyProgress` per proxy."""
-    from regmix_plugin.proxy.train import train_proxy
     from regmix_plugin.transfer import TransferConfig
 
     cfg: TransferConfig = study.require("transfer")
@@ -488,21 +500,24 @@ def transfer(
     measured: dict[tuple[str, str], float] = {
         ("small", rid): float(results.column(cfg.target)[results.ids.index(rid)]) for rid in subset
     }
-    for n, (scale, config, label, mid, weights) in enumerate(jobs):
-        what = f"{label} ({scale})"
-        if progress is not None:
-            progress(ProxyProgress("transfer", n, len(jobs), what, starting=True))
-        metrics = train_proxy(
-            config,
-            catalogue,
-            weights,
-            mid,
-            layout.transfer_run(scale, label),
-            eval_cache=layout.eval_cache,
-        )
+    trained = train_proxies(
+        [
+            ProxyJob(
+                proxy=config,
+                weights=weights,
+                mixture_id=mid,
+                out_dir=layout.transfer_run(scale, label),
+                label=f"{label} ({scale})",
+            )
+            for scale, config, label, mid, weights in jobs
+        ],
+        catalogue,
+        eval_cache=layout.eval_cache,
+        num_concurrent=cfg.num_concurrent,
+        on_event=_progress_events("transfer", len(jobs), progress),
+    )
+    for (scale, _, label, _, _), metrics in zip(jobs, trained, strict=True):
         measured[(scale, label)] = float(metrics["metrics"].get(cfg.target, math.nan))
-        if progress is not None:
-            progress(ProxyProgress("transfer", n + 1, len(jobs), what))
     labels = [*subset, CHOSEN]
     out = _transfer_record(study, cfg, large_proxy, labels, measured, predicted_by)
     atomic_write_json(layout.transfer, out)

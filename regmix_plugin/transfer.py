@@ -50,6 +50,8 @@ class TransferConfig:
     """Seed of the bootstrap."""
     min_rho: float = 0.8
     """Below this lower end of the interval the proxies are called too small for the target."""
+    num_concurrent: int = 1
+    """Proxies trained at once, each in its own worker process (as ``evaluate.num_concurrent``)."""
 
     def __post_init__(self) -> None:
         if not self.proxy:
@@ -69,6 +71,8 @@ class TransferConfig:
             )
         if not 0.0 < self.level < 1.0:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if self.num_concurrent < 1:
+            raise ValueError(f"num_concurrent must be >= 1, got {self.num_concurrent}")
         if self.num_resamples < 100:
             raise ValueError(f"num_resamples must be >= 100, got {self.num_resamples}")
         if not -1.0 <= self.min_rho <= 1.0:

@@ -70,7 +70,11 @@ STUDY = {
     "fit": {"targets": ["target_loss/target"], "num_folds": 4},
     "optimize": {"target": "target_loss/target", "num_candidates": 20000},
     "emit": {"split": "80,20,0"},
-    "evaluate": {"target": "target_loss/target", "baselines": ["uniform", "best_proxy"]},
+    "evaluate": {
+        "target": "target_loss/target",
+        "baselines": ["uniform", "best_proxy"],
+        "num_concurrent": 2,  # worker processes; transfer trains in the run's own process
+    },
     "transfer": {
         "target": "target_loss/target",
         "proxy": {"num_tokens": 32768, "model": {"hidden_size": 96}},
