@@ -6,15 +6,16 @@ Stages (each resumable: a finished run's ``metrics.json`` is kept and skipped on
 1. the corpus (``regmix realtext build``) when its manifest is missing (root);
 2. ``regmix run CONFIG``: sample, the sweep of proxies, collect, fit, optimize, emit, evaluate,
    report (one seed, the sweep's);
-3. proxy scale, seeds: the chosen mixture and the baselines (token prior, uniform, best sweep
-   proxy) with ``--seeds`` seeds (the sweep's seed is the first; the others are trained here);
-4. transfer: ``--num-transfer`` sweep mixtures spread evenly over the measured target loss,
-   retrained at the large size (``--large-hidden``/``--large-ffn``, ``--token-factor`` x tokens);
-5. large scale, seeds: the four compared mixtures at the large size with ``--seeds`` seeds;
-6. statistics: mean and std of the target loss per mixture and scale, the paired difference of
+   with the evaluate stage (the chosen mixture and the baselines: token prior, uniform, best
+   sweep proxy, each with ``evaluate.num_seeds`` seeds) and the transfer stage (sweep mixtures
+   spread over the predicted target retrained at the ``transfer.proxy`` size; Spearman rho with
+   its bootstrap interval);
+3. large scale, seeds: the four compared mixtures at the ``transfer.proxy`` size with the
+   evaluation's seeds;
+4. statistics: mean and std of the target loss per mixture and scale, the paired difference of
    each baseline to the chosen mixture (per seed) with a 95% t-interval ("beats" only when it
-   excludes zero), and the Spearman rho of the transfer subset across the two scales with a
-   bootstrap 90% interval. Printed as tables and written to ``--out`` (JSON).
+   excludes zero), and the transfer stage's record. Printed as tables and written to ``--out``
+   (JSON).
 
 ``plan`` prints the time arithmetic from a measured proxy (``--proxy-seconds``) instead.
 
@@ -39,7 +40,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,23 +109,6 @@ def _t_interval(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _spearman_interval(x: list[float], y: list[float], seed: int = 0) -> dict[str, float]:
-    """Spearman rho and its bootstrap 90% interval (pairs resampled 2000 times)."""
-    from scipy import stats
-
-    rho = float(stats.spearmanr(x, y).statistic)
-    rng = np.random.default_rng(seed)
-    xs, ys, boots = np.asarray(x), np.asarray(y), []
-    for _ in range(2000):
-        idx = rng.integers(0, len(xs), len(xs))
-        if len(set(idx.tolist())) > 2:
-            r = stats.spearmanr(xs[idx], ys[idx]).statistic
-            if np.isfinite(r):
-                boots.append(float(r))
-    lo, hi = np.quantile(boots, [0.05, 0.95]) if boots else (math.nan, math.nan)
-    return {"rho": rho, "lo90": float(lo), "hi90": float(hi), "n": len(xs)}
-
-
 def _compare(losses: dict[str, list[float]]) -> dict[str, Any]:
     """Mean/std per mixture and the paired difference of each baseline to the chosen mixture."""
     out: dict[str, Any] = {"mixtures": {}, "paired_vs_chosen": {}}
@@ -163,21 +146,12 @@ def _compared_weights(run_dir: Path) -> dict[str, dict[str, float]]:
     return {k: evaluation["runs"][k]["weights"] for k in COMPARED if k in evaluation["runs"]}
 
 
-def _transfer_subset(run_dir: Path, k: int) -> list[tuple[str, dict[str, float], float]]:
-    """``k`` sweep mixtures at evenly spaced ranks of the measured target loss."""
-    from regmix_plugin.tables import read_table
-
-    mixtures, results = read_table(run_dir / "mixtures.csv"), read_table(run_dir / "results.csv")
-    target = next(c for c in results.columns if c.startswith("target_loss/"))
-    column = results.column(target)
-    order = [i for i in np.argsort(column) if np.isfinite(column[i])]
-    picks = sorted({order[round(j * (len(order) - 1) / (k - 1))] for j in range(k)})
-    out = []
-    for i in picks:
-        mid = results.ids[i]
-        w = dict(zip(mixtures.columns, map(float, mixtures.row(mid)), strict=True))
-        out.append((mid, w, float(column[i])))
-    return out
+def _large_overrides(study: dict[str, Any]) -> dict[str, Any]:
+    """The transfer section's proxy overrides, ``model`` merged with the sweep's."""
+    large = json.loads(json.dumps(study["transfer"]["proxy"]))
+    if "model" in large:
+        large["model"] = {**study["proxy"].get("model", {}), **large["model"]}
+    return large
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,61 +164,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run(
             [sys.executable, "-m", "regmix_plugin", "realtext", "build", str(data_dir)], check=True
         )
+    # The pipeline: sweep, fit, optimize, emit, evaluate (proxy scale, with seeds), transfer.
     subprocess.run([sys.executable, "-m", "regmix_plugin", "run", str(config)], check=True)
     run_dir = Path(study["run_dir"])
     bench = run_dir / "bench"
     compared = _compared_weights(run_dir)
-    small_seed0 = json.loads((run_dir / "evaluation.json").read_text())["runs"]
-    base_seed = int(study["proxy"].get("seed", 1234))
-    seeds = [base_seed + s for s in range(args.seeds)]
-    large = {"model": {"hidden_size": args.large_hidden, "ffn_hidden_size": args.large_ffn},
-             "num_tokens": int(study["proxy"]["num_tokens"]) * args.token_factor}  # fmt: skip
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    transfer = json.loads((run_dir / "transfer.json").read_text())
+    seeds = [int(s) for s in evaluation["seeds"]]
+    large = _large_overrides(study)
+    # The paper's experiment at small scale: the compared mixtures at the larger size, with the
+    # evaluation's seeds.
     jobs, keys = [], []
     for s in seeds:
-        small_cfg = _variant(study, bench / "configs", f"small_seed{s}", seed=s)
         large_cfg = _variant(study, bench / "configs", f"large_seed{s}", seed=s, **large)
         for name, w in compared.items():
-            if s != base_seed:
-                jobs.append((small_cfg, w, bench / "small" / f"{name}_seed{s}"))
-                keys.append(("small", name, s))
             jobs.append((large_cfg, w, bench / "large" / f"{name}_seed{s}"))
-            keys.append(("large", name, s))
-    subset = _transfer_subset(run_dir, args.num_transfer)
-    large_cfg = bench / "configs" / f"large_seed{base_seed}.yaml"
-    for mid, w, _ in subset:
-        jobs.append((large_cfg, w, bench / "transfer" / mid))
-        keys.append(("transfer", mid, base_seed))
+            keys.append((name, s))
     losses = dict(zip(keys, _train_all(jobs, args.num_concurrent), strict=True))
-    scales: dict[str, dict[str, list[float]]] = {"small": {}, "large": {}}
-    for name in compared:
-        scales["small"][name] = [
-            small_seed0[name]["target_loss"] if s == base_seed else losses[("small", name, s)]
-            for s in seeds
-        ]
-        scales["large"][name] = [losses[("large", name, s)] for s in seeds]
-    small_t = [m for _, _, m in subset]
-    large_t = [losses[("transfer", mid, base_seed)] for mid, _, _ in subset]
+    scales = {
+        "small": {name: list(evaluation["runs"][name]["target_losses"]) for name in compared},
+        "large": {name: [losses[(name, s)] for s in seeds] for name in compared},
+    }
     result = {
         "config": str(config),
         "seeds": seeds,
         "large": large,
         "small_scale": _compare(scales["small"]),
         "large_scale": _compare(scales["large"]),
-        "transfer": {
-            "mixtures": [mid for mid, _, _ in subset],
-            "small": small_t,
-            "large": large_t,
-            "spearman": _spearman_interval(small_t, large_t),
-        },
+        "transfer": transfer,
         "wall_time_s": time.perf_counter() - started,
     }
     print(_table("proxy scale (target loss)", result["small_scale"]))
     print(_table("large scale (target loss)", result["large_scale"]))
-    sp = result["transfer"]["spearman"]
-    print(
-        f"transfer: Spearman rho {sp['rho']:.3f} "
-        f"[{sp['lo90']:.3f}, {sp['hi90']:.3f}] (90%, n={sp['n']})"
-    )
+    rho = transfer.get("rho", transfer.get("spearman"))
+    print(f"transfer (see {run_dir / 'transfer.json'}): {json.dumps(rho)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -278,9 +232,6 @@ def main() -> int:
     parser.add_argument("--num-transfer", type=int, default=8)
     parser.add_argument("--num-proxies", type=int, default=64)
     parser.add_argument("--num-concurrent", type=int, default=2)
-    parser.add_argument("--large-hidden", type=int, default=128)
-    parser.add_argument("--large-ffn", type=int, default=256)
-    parser.add_argument("--token-factor", type=int, default=4)
     parser.add_argument("--proxy-seconds", type=float, default=48.0)
     parser.add_argument("--large-seconds", type=float, default=210.0)
     parser.add_argument("--fixed-seconds", type=float, default=300.0)
