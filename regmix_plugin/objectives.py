@@ -595,3 +595,44 @@ def objective_lines(summary: Mapping[str, Any]) -> list[str]:
         )
         lines.append(f"  {target}: chosen {row['chosen']:.6g}; {refs}")
     return lines
+
+
+def objective_table(
+    summary: Mapping[str, Any],
+) -> tuple[list[str], tuple[list[str], list[list[str]]]]:
+    """The report's view of the objective block: paragraphs (the objective, its terms, each
+    constraint) and a table of each target's predicted value and change against the references."""
+    paragraphs = [f"Objective: {summary['name']} (minimised)."]
+    for t in summary.get("terms") or []:
+        paragraphs.append(
+            f"Term {t['target']}: weight {t['weight']:g}, {t['direction']}; centred at "
+            f"{t['centre']:.5g} and divided by its spread {t['spread']:.5g} over the training "
+            "mixtures"
+            if summary.get("normalise") == "spread"
+            else f"Term {t['target']}: weight {t['weight']:g}, {t['direction']}, raw units"
+        )
+    for i, c in enumerate(summary.get("constraints") or []):
+        state = "binds" if c["binds"] else ("holds with slack" if c["holds"] else "is VIOLATED")
+        limits = " and ".join(
+            f"{name} {c[key]:.5g}"
+            for key, name in (("lower", ">="), ("upper", "<="))
+            if c[key] is not None
+        )
+        paragraphs.append(
+            f"Constraint {i}: {c['constraint']} ({limits}): at the chosen mixture "
+            f"{c['chosen_predicted']:.5g}, it {state} (slack {c['slack']:.3g}); it rejected "
+            f"{100 * c['rejected_share']:.1f}% of the in-bounds candidates."
+        )
+    refs = sorted(
+        {k for row in (summary.get("per_target") or {}).values() for k in row if k != "chosen"}
+    )
+    header = ["target", "chosen", *[f"vs {r}" for r in refs]]
+    rows = []
+    for target, row in (summary.get("per_target") or {}).items():
+        cells = [target, f"{row['chosen']:.5g}"]
+        for r in refs:
+            v = row[r]
+            rel = "" if v["relative_change"] is None else f" ({100 * v['relative_change']:+.2f}%)"
+            cells.append(f"{v['change']:+.4g}{rel}")
+        rows.append(cells)
+    return paragraphs, (header, rows)

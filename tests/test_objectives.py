@@ -265,3 +265,30 @@ def test_unknown_target_is_a_config_error(data) -> None:
     model, _, results = data
     with pytest.raises(ConfigError, match="fit.targets"):
         run(model, results, objective={"terms": [{"target": "loss/nope"}]})
+
+
+def test_report_section(data, tmp_path: Path) -> None:
+    from regmix_plugin.layout import RunLayout
+    from regmix_plugin.report import ReportConfig, write_report
+
+    model, _, results = data
+    layout = RunLayout(tmp_path / "run")
+    layout.root.mkdir()
+    result = run(
+        model,
+        results,
+        objective={"terms": [{"target": "loss/x"}, {"target": "acc/z", "direction": "maximize"}]},
+        constraints=[{"target": "loss/y", "max_increase": 0.0}, {"target": "loss/y", "max": 99.0}],
+    )
+    write_weights_yaml(layout.weights, result)
+    _, md = write_report(layout, ReportConfig())
+    text = md.read_text()
+    assert "## Objective and constraints" in text
+    c0, c1 = result.objective["constraints"]
+    assert (
+        f"Constraint 0: {c0['constraint']}" in text and f"Constraint 1: {c1['constraint']}" in text
+    )
+    assert "it holds with slack" in text  # the max 99 is far away
+    assert ("it binds" in text) == c0["binds"]
+    for t in ("loss/x", "acc/z", "loss/y"):
+        assert f"| {t} |" in text
