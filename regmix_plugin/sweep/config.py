@@ -236,6 +236,10 @@ class CollectSettings:
     dataset_names: dict[str, str] = field(default_factory=dict)
     """Dataset name (tag/log) -> domain, for example ``{dataloader_idx_0: arxiv}``."""
 
+    harness_results: bool = True
+    """Also read lm-evaluation-harness ``results_*.json`` files under each run folder into
+    ``eval/<task>/<metric>`` columns (:mod:`regmix_plugin.sweep.harness`)."""
+
     results: Path | None = None
     """Where ``regmix collect`` writes the table; None: ``<run_dir>/results.csv``."""
 
