@@ -3,9 +3,10 @@
 lm-evaluation-harness (``lm_eval --output_path DIR``) writes
 ``DIR/<model name>/results_<timestamp>.json`` whose ``results`` maps each task to its metrics,
 keyed ``<metric>,<filter>`` (``acc,none``, ``acc_stderr,none``, ``acc_norm,none``, ...) beside
-an ``alias``. Every numeric metric becomes the column ``eval/<task>/<metric>`` (the filter is
-kept as ``<metric>@<filter>`` when it is not ``none``); a stderr the harness could not compute
-(``"N/A"``) is left out. With several result files in one run folder they are read in name order
+``alias``, ``name`` and ``sample_len`` (not metrics: keys without a comma are skipped). Every
+numeric metric becomes the column ``eval/<task>/<metric>`` (the filter is kept as
+``<metric>@<filter>`` when it is not ``none``); a stderr the harness could not compute (``"N/A"``)
+is left out. With several result files in one run folder they are read in name order
 (their names carry the time), a later file's value replacing an earlier one's.
 
 Nothing here imports numpy: ``regmix collect`` and the sweep worker can both use it.
@@ -47,7 +48,8 @@ def read_results_file(path: Path) -> dict[str, float]:
         if not isinstance(metrics, dict):
             continue
         for key, value in metrics.items():
-            if key == "alias" or isinstance(value, bool) or not isinstance(value, int | float):
+            # Metrics are keyed "<metric>,<filter>"; "alias", "name", "sample_len" are not.
+            if "," not in key or isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             if math.isfinite(float(value)):
                 out[column_name(str(task), str(key))] = float(value)
