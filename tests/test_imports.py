@@ -165,3 +165,52 @@ def test_plain_csv_round_trip_and_errors(tmp_path: Path) -> None:
     write_csv(tmp_path / "bad.csv", header, rows)
     with pytest.raises(DataError, match="run 'm1' sum to"):
         import_plain(tmp_path / "bad.csv", domains=DOMAINS)
+
+
+def test_regmix_collect_import_command(tmp_path: Path) -> None:
+    from regmix_plugin.cli import main
+
+    w, metrics = swarm(4, seed=5)
+    write_olmix(tmp_path, w, metrics)
+    code = main(
+        [
+            "collect",
+            str(tmp_path / "ratios.csv"),
+            "--import",
+            "olmix",
+            "--evaluation",
+            str(tmp_path / "metrics.csv"),
+            "--domains",
+            ",".join(DOMAINS),
+            "--mixtures-out",
+            str(tmp_path / "mixtures.csv"),
+            "--out",
+            str(tmp_path / "results.csv"),
+        ]
+    )
+    assert code == 0
+    mixtures = read_table(tmp_path / "mixtures.csv")
+    check_weights_table(mixtures, tmp_path / "mixtures.csv", domains=DOMAINS)
+    np.testing.assert_allclose(mixtures.values, w, atol=1e-9)
+    results = read_table(tmp_path / "results.csv")
+    assert results.ids == mixtures.ids
+    np.testing.assert_allclose(results.column("arc_easy_acc"), metrics["arc_easy_acc"], rtol=1e-9)
+    # A CLIMB import without its evaluation is refused (exit status 2 and a message, no file).
+    assert (
+        main(
+            [
+                "collect",
+                str(tmp_path),
+                "--import",
+                "climb",
+                "--domains",
+                "a,b",
+                "--mixtures-out",
+                str(tmp_path / "m2.csv"),
+                "--out",
+                str(tmp_path / "r2.csv"),
+            ]
+        )
+        != 0
+    )
+    assert not (tmp_path / "m2.csv").exists()
