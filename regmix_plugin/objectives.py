@@ -356,11 +356,13 @@ class ObjectivePlan:
         lines = []
         alone = miss.min(axis=1)
         for i in np.flatnonzero(alone > 0):
-            lines.append(self._miss_line(i, candidates, miss, int(np.argmin(miss[i])), "alone"))
+            lines.append(
+                self._miss_line(int(i), candidates, miss, int(np.argmin(miss[i])), "alone")
+            )
         if not lines:  # each can be met alone, not all together: the least-violating candidate
             j = int(np.argmin((miss / scale).sum(axis=0)))
             for i in np.flatnonzero(miss[:, j] > 0):
-                lines.append(self._miss_line(i, candidates, miss, j, "together"))
+                lines.append(self._miss_line(int(i), candidates, miss, j, "together"))
         raise InfeasibleError(
             f"optimize.constraints cannot all be met: none of {len(candidates):,} in-bounds "
             "candidates meets them. " + "; ".join(lines) + ". Loosen the binding constraint(s), "

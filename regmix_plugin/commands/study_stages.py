@@ -326,9 +326,7 @@ def _optimize_with_prior(args: argparse.Namespace) -> object:
         observed = observed_rows(model, config.target, mixtures, results, args.results)
     elif args.results:
         results = read_table(args.results)
-    result = optimize(
-        model, prior, names, lower, upper, config, observed=observed, results=results
-    )
+    result = optimize(model, prior, names, lower, upper, config, observed=observed, results=results)
     write_weights_yaml(args.out, result)
     return result
 

@@ -183,7 +183,6 @@ def configure_collect(parser: argparse.ArgumentParser) -> None:
 def _collect_import(args: argparse.Namespace) -> int:
     """``regmix collect --import KIND DIR``: another tool's swarm as mixtures + results tables."""
     from regmix_plugin.errors import ConfigError
-    from regmix_plugin.layout import RunLayout
     from regmix_plugin.sweep.config import CollectSettings
     from regmix_plugin.sweep.imports import import_climb, import_olmix, import_plain
 
@@ -192,7 +191,7 @@ def _collect_import(args: argparse.Namespace) -> int:
     if args.config:
         study = load_study_args(args)
         settings = study.sweep.collect
-        layout = RunLayout(study.run_dir, study.sweep.mixtures, settings.results)
+        layout = study.layout
         domains = domains or list(stages.build_catalogue(study).names)
     mixtures_out = args.mixtures_out or (layout.mixtures if layout else None)
     results_out = args.out or (layout.results if layout else None)

@@ -225,7 +225,8 @@ def import_climb(
         list(domains) if domains is not None else sorted({d for w in weights.values() for d in w})
     )
     ev = Path(evaluation)
-    metrics = read_harness_folder(ev) if ev.is_dir() else _metrics_csv(ev, skip=names)
+    not_metrics = [*names, *(Path(k).name for k in prefix_domains)]  # CLIMB repeats the weights
+    metrics = read_harness_folder(ev) if ev.is_dir() else _metrics_csv(ev, skip=not_metrics)
     return _join(weights, metrics, names, f"CLIMB swarm {folder} + {ev}", tolerance)
 
 
