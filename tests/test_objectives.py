@@ -291,3 +291,60 @@ def test_report_section(data, tmp_path: Path) -> None:
     assert ("it binds" in text) == c0["binds"]
     for t in ("loss/x", "acc/z", "loss/y"):
         assert f"| {t} |" in text
+
+
+def test_the_optimize_stage_and_command(tmp_path: Path) -> None:
+    """``regmix optimize STUDY``: the study's results table gives the spreads; the best observed
+    baseline is the proxy run with the lowest observed objective."""
+    from regmix_plugin.cli import main
+    from regmix_plugin.tables import write_table
+
+    rng = np.random.default_rng(7)
+    x = rng.dirichlet(np.ones(3), size=40)
+    ids = [f"m{i:02d}" for i in range(40)]
+    run = tmp_path / "run"
+    run.mkdir()
+    mixtures = Table("mixture_id", ids, list(DOMAINS), x)
+    results = Table(
+        "mixture_id", ids, list(PLANTED), np.stack([planted(x, t) for t in PLANTED], axis=1)
+    )
+    write_table(run / "mixtures.csv", mixtures)
+    write_table(run / "results.csv", results)
+    cfg = from_dict(FitConfig, {"regressor": "linear", "num_members": 0, "num_folds": 2}, "fit")
+    fit(mixtures, results, list(PLANTED), cfg, run / "model")
+    (tmp_path / "study.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": "run",
+                "domains": {
+                    "num_target_tokens": 1000,
+                    "entries": [
+                        {"name": "a", "num_tokens": 500000},
+                        {"name": "b", "num_tokens": 300000},
+                        {"name": "c", "num_tokens": 200000},
+                    ],
+                },
+                "optimize": {
+                    "num_candidates": 3000,
+                    "top_k": 20,
+                    "search": {"enabled": False},
+                    "objective": {
+                        "terms": [{"target": "loss/x"}, {"target": "loss/y", "weight": 0.5}]
+                    },
+                    "constraints": [{"target": "acc/z", "max_decrease": 0.0}],
+                },
+            }
+        )
+    )
+    assert main(["optimize", str(tmp_path / "study.yaml")]) == 0
+    doc = yaml.safe_load((run / "weights.yaml").read_text())
+    sx, sy = results.column("loss/x"), results.column("loss/y")
+    observed = ((sx - sx.mean()) / sx.std() + 0.5 * (sy - sy.mean()) / sy.std()) / 1.5
+    best = doc["baselines"]["best_observed"]
+    assert best["mixture_id"] == ids[int(np.argmin(observed))]
+    assert best["observed"] == pytest.approx(observed.min(), abs=1e-9)
+    c = doc["objective"]["constraints"][0]
+    w = np.array([doc["weights"][d] for d in DOMAINS])
+    prior = np.array([0.5, 0.3, 0.2])  # the catalogue's token shares
+    assert c["reference_predicted"] == pytest.approx(planted(prior[None, :], "acc/z")[0])
+    assert planted(w[None, :], "acc/z")[0] >= c["reference_predicted"] - 1e-9
