@@ -44,6 +44,15 @@ from regmix_plugin.config import load_yaml, to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
 from regmix_plugin.io import atomic_write_text
+from regmix_plugin.objectives import (
+    FEASIBILITY_SAMPLE,
+    ConstraintConfig,
+    ObjectiveConfig,
+    ObjectivePlan,
+    build_plan,
+    objective_lines,
+    observed_objective,
+)
 from regmix_plugin.simplex import dirichlet
 from regmix_plugin.tables import Table
 
@@ -108,6 +117,12 @@ class OptimizeConfig:
     whichever predicts the lower loss."""
     search: SearchSettings = field(default_factory=SearchSettings)
     """Settings of the iterative search."""
+    objective: ObjectiveConfig | None = None
+    """A weighted sum or mean of several normalised targets, each with a direction
+    (:mod:`regmix_plugin.objectives`); unset: ``target`` alone, in raw units (as before)."""
+    constraints: list[ConstraintConfig] = field(default_factory=list)
+    """Do-no-harm bounds on fitted targets, absolute or relative to a reference mixture;
+    candidates breaking one are rejected like candidates outside the bounds."""
 
     def __post_init__(self) -> None:
         if self.num_candidates < 1:
@@ -130,6 +145,8 @@ class OptimizeConfig:
             raise ValueError(f"max_draw_factor must be >= 1, got {self.max_draw_factor}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.objective is not None and self.target is not None:
+            raise ValueError("set optimize.target or optimize.objective, not both")
         if self.search.enabled and self.num_candidates < self.search.num_rounds * self.top_k:
             raise ValueError(
                 f"the iterative search needs num_candidates >= search.num_rounds * top_k "
@@ -169,6 +186,9 @@ class OptimizeResult:
     uncertainty: dict[str, Any] | None = None
     """With an ensemble model: the chosen mixture's and each baseline's predicted interval, the
     probability that the chosen mixture beats each baseline, and the members' own choices."""
+    objective: dict[str, Any] | None = None
+    """With ``optimize.objective`` or ``constraints``: the objective's terms, each constraint at
+    the chosen mixture, each target's predicted change against the references."""
 
 
 def _as_dict(names: list[str], w: np.ndarray) -> dict[str, float]:
@@ -207,6 +227,7 @@ def _draw_scored(
     top: _TopK,
     what: str,
     pool: _TopK | None = None,
+    accept: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> int:
     """Draw until ``num`` feasible candidates are scored into ``top`` (and ``pool``); returns
     draws made."""
@@ -217,13 +238,24 @@ def _draw_scored(
             raise InfeasibleError(
                 f"{what}: only {done} of {num} candidates met the bounds after {drawn} draws "
                 f"(optimize.max_draw_factor={config.max_draw_factor}); the bounds "
-                "(optimize.min_weights / max_weights, epoch caps) leave too little room around "
+                "(optimize.min_weights / max_weights, epoch caps"
+                + (", optimize.constraints" if accept is not None else "")
+                + ") leave too little room around "
                 "the prior: widen them, change optimize.prior, or raise max_draw_factor"
+                + (
+                    "; tight constraints leave only a neighbourhood of their reference: raise "
+                    "optimize.min_strength/max_strength to draw closer to the prior"
+                    if accept is not None
+                    else ""
+                )
             )
         want = min(config.batch_size, num - done)
         x = sample(max(want, 1024))
         drawn += len(x)
-        x = x[_feasible(x, lower, upper)][:want]
+        x = x[_feasible(x, lower, upper)]
+        if accept is not None and len(x):
+            x = x[accept(x)]
+        x = x[:want]
         if len(x):
             y = predict(x)
             top.add(x, y)
@@ -344,6 +376,7 @@ def optimize(
     config: OptimizeConfig,
     *,
     observed: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+    results: Table | None = None,
 ) -> OptimizeResult:
     """Simulate, score and choose (see the module doc).
 
@@ -351,10 +384,16 @@ def optimize(
     ``domains`` and ``predict(x, target)``). ``prior``, ``lower`` and ``upper`` are per-domain
     arrays in the order of ``names``; they are matched to the model's domains by name (a
     missing or extra domain is an error). ``observed`` = (ids, weights in model order, observed
-    target) of the proxy runs, for the "best observed proxy" baseline.
+    target) of the proxy runs, for the "best observed proxy" baseline. ``results`` (the
+    training mixtures' results table) gives the spreads of ``optimize.objective``.
     """
     t0 = time.perf_counter()
     domains, prior, lower, upper = _aligned(model, prior, names, lower, upper)
+    plan = _plan(model, config, prior, results)
+    accept = None
+    if plan is not None:
+        model, accept = plan.model, plan.accept
+        observed = _observed_objective(plan, observed, results)
     target = _target(model, config)
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -366,17 +405,34 @@ def optimize(
         s = rng.uniform(config.min_strength, config.max_strength, size=(n, 1))
         return dirichlet(rng, s * prior[None, :])
 
+    if plan is not None:
+        _check_constraints(plan, prior, lower, upper, config)
     sim = _TopK(config.top_k, len(domains))
     pool = _TopK(max(POOL_SIZE, config.top_k), len(domains))  # for the members' own choices
     num_drawn = _draw_scored(
-        from_prior, predict, lower, upper, config.num_candidates, config, sim, "simulation", pool
+        from_prior,
+        predict,
+        lower,
+        upper,
+        config.num_candidates,
+        config,
+        sim,
+        "simulation",
+        pool,
+        accept=accept,
     )
     chosen = sim.x.mean(axis=0)
+    if plan is not None:
+        chosen = plan.repair(chosen, sim.x[0])[0]
     simulation = Candidate(_as_dict(domains, chosen), float(predict(chosen[None, :])[0]))
     iterative = None
     if config.search.enabled:
-        iterative, drawn = _iterative(from_prior, predict, lower, upper, config, rng, domains)
+        iterative, drawn = _iterative(
+            from_prior, predict, lower, upper, config, rng, domains, accept=accept
+        )
         num_drawn += drawn
+        if plan is not None:
+            _repair_iterative(plan, iterative, domains, predict)
     method, weights, predicted = _pick(config, simulation, iterative)
     baselines = _baselines(predict, prior, lower, upper, observed)
     extra = _baseline_rows(prior, observed, baselines)
@@ -404,7 +460,66 @@ def optimize(
         upper=_as_dict(domains, np.minimum(upper, 1.0)),
         settings=to_dict(config),
         uncertainty=uncertainty,
+        objective=None if plan is None else plan.summary(weights),
     )
+
+
+def _plan(
+    model: Any, config: OptimizeConfig, prior: np.ndarray, results: Table | None
+) -> ObjectivePlan | None:
+    """The objective and constraints (None: neither is configured, the target alone as before);
+    ``prior`` in model domain order is the ``token_prior`` reference."""
+    if config.objective is None and not config.constraints:
+        return None
+    target = "" if config.objective is not None else _target(model, config)
+    plan = build_plan(model, config.objective, config.constraints, target, results)
+    plan.bind(prior)
+    return plan
+
+
+def _observed_objective(
+    plan: ObjectivePlan,
+    observed: tuple[list[str], np.ndarray, np.ndarray] | None,
+    results: Table | None,
+) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """The observed rows with the objective in place of the single target."""
+    if observed is None or results is None:
+        return None if plan.model.name not in plan.base.targets else observed
+    values = observed_objective(plan, results)
+    ids, x, _ = observed
+    return ids, x, np.array([values.get(i, math.nan) for i in ids])
+
+
+def _check_constraints(
+    plan: ObjectivePlan,
+    prior: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    config: OptimizeConfig,
+) -> None:
+    """Fail early, naming the binding constraint, when no sampled in-bounds candidate (nor a
+    reference mixture) meets every constraint. Its own random stream: the draws stay as they
+    would be without the check."""
+    rng = np.random.default_rng([config.seed, 1])
+    s = rng.uniform(config.min_strength, config.max_strength, size=(FEASIBILITY_SAMPLE, 1))
+    x = np.concatenate(
+        [dirichlet(rng, s * prior[None, :]), *[r[None, :] for r in plan.references.values()]]
+    )
+    plan.check_feasible(x[_feasible(x, lower, upper)])
+
+
+def _repair_iterative(
+    plan: ObjectivePlan,
+    iterative: dict[str, Any],
+    domains: list[str],
+    predict: Callable[[np.ndarray], np.ndarray],
+) -> None:
+    """The iterative search's top-k mean moved toward its best member until it is feasible."""
+    mean = np.array([iterative["weights"][d] for d in domains])
+    best = np.array([iterative["best_single_weights"][d] for d in domains])
+    fixed, _ = plan.repair(mean, best)
+    iterative["weights"] = _as_dict(domains, fixed)
+    iterative["predicted"] = float(predict(fixed[None, :])[0])
 
 
 #: Candidates kept (best by the full model) for each ensemble member to choose its own top k.
@@ -486,13 +601,14 @@ def _iterative(
     config: OptimizeConfig,
     rng: np.random.Generator,
     domains: list[str],
+    accept: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], int]:
     s = config.search
     per_round = [config.num_candidates // s.num_rounds] * s.num_rounds
     per_round[0] += config.num_candidates - sum(per_round)
     top = _TopK(config.top_k, len(domains))
     drawn = _draw_scored(
-        from_prior, predict, lower, upper, per_round[0], config, top, "search round 1"
+        from_prior, predict, lower, upper, per_round[0], config, top, "search round 1", None, accept
     )
     history = [float(predict(top.x.mean(axis=0)[None, :])[0])]
     for r, num in enumerate(per_round[1:], start=2):
@@ -502,7 +618,9 @@ def _iterative(
             pick = parents[rng.integers(len(parents), size=n)]
             return dirichlet(rng, s.concentration * (pick + s.floor))
 
-        drawn += _draw_scored(around, predict, lower, upper, num, config, top, f"search round {r}")
+        drawn += _draw_scored(
+            around, predict, lower, upper, num, config, top, f"search round {r}", None, accept
+        )
         history.append(float(predict(top.x.mean(axis=0)[None, :])[0]))
     mean = top.x.mean(axis=0)
     return (
@@ -513,6 +631,7 @@ def _iterative(
             "top_k_predicted_max": float(top.y.max()),
             "predicted_by_round": history,
             "num_rounds": s.num_rounds,
+            **({"best_single_weights": _as_dict(domains, top.x[0])} if accept else {}),
         },
         drawn,
     )
@@ -544,6 +663,7 @@ def write_weights_yaml(path: str | Path, result: OptimizeResult) -> None:
         "num_evaluations": result.num_evaluations,
         "num_drawn": result.num_drawn,
         "settings": result.settings,
+        **({"objective": result.objective} if result.objective is not None else {}),
     }
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, width=100))
 
@@ -644,6 +764,8 @@ def format_result(result: OptimizeResult) -> str:
                 f"  {name:24s}  {p['mean']:.5f}  {level} interval [{p['lo']:.5f}, {p['hi']:.5f}]"
                 f"{extra}"
             )
+    if result.objective is not None:
+        lines += objective_lines(result.objective)
     top = sorted(result.weights.items(), key=lambda kv: -kv[1])[:8]
     lines.append("  weights: " + ", ".join(f"{n} {w:.4f}" for n, w in top))
     if u is not None:

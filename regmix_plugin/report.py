@@ -458,6 +458,8 @@ def _predicted(layout: RunLayout, doc: Mapping[str, Any], level: float) -> _Pred
         log.warning("report: no intervals, the model does not load: %s", exc)
         return out
     members_of = getattr(model, "num_members", None)
+    if target not in model.targets and doc.get("objective"):
+        return _objective_predicted(out, doc)
     if members_of is None or target not in model.targets or members_of(target) < 2:
         return out
     weights = {"chosen": doc.get("weights") or {}}
@@ -473,6 +475,30 @@ def _predicted(layout: RunLayout, doc: Mapping[str, Any], level: float) -> _Pred
             ).mean()
             out.beats[k] = float(wins)
     return out
+
+
+def _objective_predicted(out: _Predicted, doc: Mapping[str, Any]) -> _Predicted:
+    """An objective is no fitted target: its intervals are those ``optimize`` wrote."""
+    u = doc.get("uncertainty") or {}
+    for k, p in (u.get("predicted") or {}).items():
+        out.interval[k] = (float(p["mean"]), float(p["lo"]), float(p["hi"]))
+    out.beats.update({k: float(v) for k, v in (u.get("probability_chosen_beats") or {}).items()})
+    return out
+
+
+def _objective_section(layout: RunLayout) -> Section | None:
+    """The objective, each constraint (does it hold, does it bind at the chosen mixture) and
+    each target's predicted change against the references (only with an objective or
+    constraints)."""
+    from regmix_plugin.objectives import objective_table
+
+    if not layout.weights.is_file():
+        return None
+    summary = _load_yaml_mapping(layout.weights).get("objective")
+    if not isinstance(summary, Mapping):
+        return None
+    paragraphs, table = objective_table(summary)
+    return Section("Objective and constraints", paragraphs=paragraphs, table=table)
 
 
 def _noise(layout: RunLayout, target: str | None) -> dict[str, Any] | None:
@@ -664,6 +690,7 @@ def write_report(
     sections: list[Section] = []
     for build in (
         lambda: _answer_section(layout, cfg),
+        lambda: _objective_section(layout),
         lambda: _design_section(layout, figs),
         lambda: _model_section(layout, figs),
         lambda: _weights_section(layout, figs),

@@ -265,14 +265,20 @@ def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any
     lower, upper = bound_arrays(names, config)
     upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
     model = load_model(layout.model_dir)
-    observed = None
+    observed = results = None
     if layout.mixtures.is_file() and layout.results.is_file():
         mixtures = read_weights_table(layout.mixtures, names)
-        observed = observed_rows(
-            model, config.target, mixtures, read_table(layout.results), str(layout.results)
-        )
+        results = read_table(layout.results)
+        observed = observed_rows(model, config.target, mixtures, results, str(layout.results))
     result = choose(
-        model, prior_vector(config, catalogue), names, lower, upper, config, observed=observed
+        model,
+        prior_vector(config, catalogue),
+        names,
+        lower,
+        upper,
+        config,
+        observed=observed,
+        results=results,
     )
     log.info("optimize: %d model evaluations in %.1f s", result.num_evaluations, result.seconds)
     write_weights_yaml(layout.weights, result)

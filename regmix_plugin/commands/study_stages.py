@@ -319,13 +319,14 @@ def _optimize_with_prior(args: argparse.Namespace) -> object:
     names = list(shares)
     prior = np.array([shares[n] for n in names], dtype=np.float64)
     lower, upper = bound_arrays(names, config)
-    observed = None
+    observed = results = None
     if args.mixtures and args.results:
         mixtures = stages.read_weights_table(Path(args.mixtures), model.domains)
-        observed = observed_rows(
-            model, config.target, mixtures, read_table(args.results), args.results
-        )
-    result = optimize(model, prior, names, lower, upper, config, observed=observed)
+        results = read_table(args.results)
+        observed = observed_rows(model, config.target, mixtures, results, args.results)
+    elif args.results:
+        results = read_table(args.results)
+    result = optimize(model, prior, names, lower, upper, config, observed=observed, results=results)
     write_weights_yaml(args.out, result)
     return result
 

@@ -159,7 +159,66 @@ def configure_collect(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="study config whose sweep.collect settings to use")
     parser.add_argument("--mixtures", help="mixtures table: its ids are the rows expected")
     parser.add_argument("--out", help="results CSV (default: <run_dir>/results.csv)")
+    parser.add_argument(
+        "--import",
+        dest="import_kind",
+        choices=["climb", "olmix", "csv"],
+        help="import another tool's swarm instead: DIR is CLIMB's folder of nN.sh files, "
+        "Olmix's ratios.csv, or a plain CSV (id, domain weights, metrics)",
+    )
+    parser.add_argument(
+        "--evaluation",
+        help="with --import climb: the evaluation CSV or a folder of run folders holding "
+        "lm-evaluation-harness results; with --import olmix: metrics.csv",
+    )
+    parser.add_argument(
+        "--mixtures-out", help="with --import: the mixtures CSV (default: <run_dir>/mixtures.csv)"
+    )
+    parser.add_argument(
+        "--domains", help="with --import and no --config: the domains, comma-separated"
+    )
     add_set_argument(parser)
+
+
+def _collect_import(args: argparse.Namespace) -> int:
+    """``regmix collect --import KIND DIR``: another tool's swarm as mixtures + results tables."""
+    from regmix_plugin.errors import ConfigError
+    from regmix_plugin.sweep.config import CollectSettings
+    from regmix_plugin.sweep.imports import import_climb, import_olmix, import_plain
+
+    domains: list[str] | None = args.domains.split(",") if args.domains else None
+    settings, layout = CollectSettings(), None
+    if args.config:
+        study = load_study_args(args)
+        settings = study.sweep.collect
+        layout = study.layout
+        domains = domains or list(stages.build_catalogue(study).names)
+    mixtures_out = args.mixtures_out or (layout.mixtures if layout else None)
+    results_out = args.out or (layout.results if layout else None)
+    if mixtures_out is None or results_out is None:
+        raise ConfigError(
+            "regmix collect --import: pass --config, or both --mixtures-out and --out"
+        )
+    if args.import_kind in ("climb", "olmix") and not args.evaluation:
+        raise ConfigError(f"regmix collect --import {args.import_kind} needs --evaluation")
+    if args.import_kind == "climb":
+        got = import_climb(
+            args.dir, args.evaluation, domains=domains, prefix_domains=settings.dataset_names
+        )
+    elif args.import_kind == "olmix":
+        got = import_olmix(args.dir, args.evaluation, domains=domains)
+    else:
+        if domains is None:
+            raise ConfigError("regmix collect --import csv needs --domains or --config")
+        got = import_plain(args.dir, domains=domains)
+    got.write(mixtures_out, results_out)
+    say(
+        f"wrote {mixtures_out} and {results_out}: {len(got.mixtures.ids)} run(s), "
+        f"{len(got.mixtures.columns)} domain(s), {len(got.results.columns)} metric(s)"
+    )
+    for rid, total in got.rescaled.items():
+        warn(f"  {rid}: weights summed to {total:.9g} (rounded): divided by their sum")
+    return 0
 
 
 def command_collect(args: argparse.Namespace) -> int:
@@ -168,6 +227,8 @@ def command_collect(args: argparse.Namespace) -> int:
     from regmix_plugin.sweep.config import CollectSettings
     from regmix_plugin.tables import read_table
 
+    if args.import_kind:
+        return _collect_import(args)
     settings = load_study_args(args).sweep.collect if args.config else CollectSettings()
     ids = list(read_table(args.mixtures).ids) if args.mixtures else None
     source = Path(args.dir)

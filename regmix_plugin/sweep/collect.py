@@ -23,6 +23,7 @@ from regmix_plugin.errors import DataError
 from regmix_plugin.io import atomic_write_json
 from regmix_plugin.layout import DONE_FILE, METRICS_FILE, SWEEP_FILE, RunLayout, missing_file
 from regmix_plugin.sweep.config import CollectSettings
+from regmix_plugin.sweep.harness import read_run_results
 from regmix_plugin.sweep.parsers import run_metrics
 from regmix_plugin.sweep.registry import (
     read_json,
@@ -135,6 +136,8 @@ def collect_runs(
                 sources[mid] = [str(folder / METRICS_FILE)]
                 continue
             metrics, read = run_metrics(folder, settings)
+            if not metrics and settings.harness_results:
+                metrics = read_run_results(folder)
             if metrics:
                 rows[mid] = metrics
                 sources[mid] = read
@@ -143,6 +146,10 @@ def collect_runs(
                     f"no validation loss found in {folder} (logs {settings.log_globs}"
                     f"{', TensorBoard' if settings.tensorboard else ''})"
                 )
+    if settings.harness_results:  # lm-evaluation-harness results_*.json: eval/<task>/<metric>
+        base = runs_dir(sweep_dir) if sweep_dir is not None else src
+        for mid in rows:
+            rows[mid].update(read_run_results(base / mid))
     columns = sorted({k for r in rows.values() for k in r})
     values = np.full((len(ids), len(columns)), math.nan)
     for i, mid in enumerate(ids):

@@ -236,6 +236,10 @@ class CollectSettings:
     dataset_names: dict[str, str] = field(default_factory=dict)
     """Dataset name (tag/log) -> domain, for example ``{dataloader_idx_0: arxiv}``."""
 
+    harness_results: bool = True
+    """Also read lm-evaluation-harness ``results_*.json`` files under each run folder into
+    ``eval/<task>/<metric>`` columns (:mod:`regmix_plugin.sweep.harness`)."""
+
     results: Path | None = None
     """Where ``regmix collect`` writes the table; None: ``<run_dir>/results.csv``."""
 
@@ -269,6 +273,12 @@ class SweepConfig:
     {mixtures}, {run_dir}, {blend}, {threads}, {seed} (the run's proxy seed: ``proxy.seed``
     plus the replicate's offset, see ``sample.num_seeds``; ``regmix train-proxy`` finds it
     without {seed}, beside ``--mixtures``)."""
+
+    harness_command: str | None = None
+    """Run after each proxy trained successfully (same placeholders as ``command``), in the same
+    environment, its output appended to ``train.log``; for example lm-evaluation-harness
+    (``lm_eval ... --output_path {run_dir}/lm_eval``), whose ``results_*.json`` ``regmix collect``
+    reads into ``eval/<task>/<metric>`` columns. If it fails, the run fails (and is retried)."""
 
     num_retries: int = 1
     """Extra attempts of a failed run within one ``regmix sweep`` before it is reported failed."""
@@ -324,6 +334,8 @@ class SweepConfig:
                 f"sweep.command uses unknown placeholder(s) {unknown}; "
                 f"allowed: {list(COMMAND_FIELDS)}"
             )
+        if self.harness_command is not None:
+            _check_harness_template(self.harness_command)
         if "run_dir" not in names:
             raise ValueError(
                 "sweep.command must pass {run_dir} to the proxy (its output folder, where "
@@ -340,3 +352,19 @@ class SweepConfig:
         for key in self.env:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"sweep.env: {key!r} is not a valid environment variable name")
+
+
+def _check_harness_template(template: str) -> None:
+    """``sweep.harness_command``: a valid template using only the command's placeholders."""
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(
+            f"sweep.harness_command {template!r} is not a valid template: {exc}"
+        ) from exc
+    unknown = sorted({n for n in names if n not in COMMAND_FIELDS})
+    if unknown:
+        raise ValueError(
+            f"sweep.harness_command uses unknown placeholder(s) {unknown}; "
+            f"allowed: {list(COMMAND_FIELDS)}"
+        )

@@ -55,6 +55,8 @@ class RunSpec:
     argv: list[str]
     seed: int = 0
     """The proxy seed of this run (``{seed}``): the study's proxy seed plus the row's offset."""
+    harness_argv: list[str] | None = None
+    """``sweep.harness_command`` rendered for this run (None: no harness after training)."""
 
 
 @dataclass
@@ -142,6 +144,15 @@ def render_command(settings: SweepConfig, values: Mapping[str, str]) -> list[str
     return shlex.split(settings.command.format(**quoted))
 
 
+def render_harness(settings: SweepConfig, values: Mapping[str, str]) -> list[str] | None:
+    """The argv of ``sweep.harness_command`` for one run (None when it is unset)."""
+    if settings.harness_command is None:
+        return None
+    quoted = {k: shlex.quote(v) for k, v in values.items()}
+    quoted["python"] = shlex.join(_python_prefix(settings))
+    return shlex.split(settings.harness_command.format(**quoted))
+
+
 # ---------------------------------------------------------------- planning
 def make_plan(
     *,
@@ -197,12 +208,20 @@ def make_plan(
         }
         weights = {d: float(w) for d, w in zip(domains, ordered.values[i], strict=True)}
         argv = render_command(settings, values)
-        runs[mid] = RunSpec(mid, weights, folder, argv, base_seed + offsets.get(mid, 0))
+        runs[mid] = RunSpec(
+            mid,
+            weights,
+            folder,
+            argv,
+            base_seed + offsets.get(mid, 0),
+            render_harness(settings, values),
+        )
     full = {
         "layout": LAYOUT_VERSION,
         "domains": list(domains),
         **description,
         "command": settings.command,
+        **({"harness_command": settings.harness_command} if settings.harness_command else {}),
     }
     return SweepPlan(
         sweep_dir=sweep_dir,
@@ -312,6 +331,8 @@ def prepare_runs(plan: SweepPlan) -> None:
             json.dumps({"mixture_id": spec.mixture_id, "weights": spec.weights}, indent=2) + "\n",
         )
         command = {"argv": spec.argv, "env": plan.env, "cwd": str(plan.cwd)}
+        if spec.harness_argv is not None:
+            command["harness_argv"] = spec.harness_argv
         _write_if_changed(spec.folder / COMMAND_FILE, json.dumps(command, indent=2) + "\n")
 
 

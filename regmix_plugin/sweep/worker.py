@@ -174,6 +174,12 @@ def _attempt(
         log.write(("$ " + " ".join(spec["argv"]) + "\n").encode())
         log.flush()
         code, error = _judge(folder, *_run_proxy(spec, log, lock_fd))
+        if code == 0 and spec.get("harness_argv"):  # sweep.harness_command, after training
+            log.write(("$ " + " ".join(spec["harness_argv"]) + "\n").encode())
+            log.flush()
+            code, error = _run_proxy({**spec, "argv": spec["harness_argv"]}, log, lock_fd)
+            if code != 0 and not error:
+                error = f"the harness command (sweep.harness_command) exited with code {code}"
         seconds = time.time() - record["started_at"]
         log.write(f"==== exit code {code} after {seconds:.1f} s ====\n".encode())
         if error:
