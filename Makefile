@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools>=77'
 	$(PIP) install -q -c $(CONSTRAINTS) torch
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,nemo-run]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,nemo-run,harness]'
 	touch $@
 
 # The separate NeMo 2 environment that tests/test_emit_nemo.py runs its checks in (about 150 s and
