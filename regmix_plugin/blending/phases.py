@@ -24,6 +24,7 @@ import bisect
 import json
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,14 +406,14 @@ class BlendSchedule:
         return out
 
 
-def write_blend_schedule(path: str | Path, blend: BlendSchedule) -> Path:
+def write_blend_schedule(path: str | os.PathLike[str], blend: BlendSchedule) -> Path:
     """Write ``blend`` as a schedule file (JSON, atomically); returns the path."""
     target = Path(path)
     atomic_write_text(target, json.dumps(blend.to_dict(), indent=2) + "\n")
     return target
 
 
-def read_blend_schedule(path: str | Path) -> BlendSchedule:
+def read_blend_schedule(path: str | os.PathLike[str]) -> BlendSchedule:
     """Read a schedule file; every problem is a :class:`DataError` naming the file."""
     source = Path(path)
     try:
