@@ -81,7 +81,10 @@ def test_builder_serves_the_schedule_end_to_end(
     lengths = [450, 150]  # 0.75 and 0.25 of 600
     # Expected dataset of every sample: the plain blend of each phase, one after the other.
     want = np.concatenate(
-        [build_blend_indices(p.weights, n)[0] for p, n in zip(blend.schedule.phases, lengths)]
+        [
+            build_blend_indices(p.weights, n)[0]
+            for p, n in zip(blend.schedule.phases, lengths, strict=True)
+        ]
     ).astype(np.int64)
     seen = np.array([_band(train[i]["tokens"].numpy()) for i in range(len(train))])
     np.testing.assert_array_equal(seen, want)  # the tokens come from the scheduled dataset
@@ -139,9 +142,9 @@ def test_schedule_applies_to_its_splits_only_and_checks_prefixes(
     assert valid.weights == pytest.approx(list(np.asarray(avg) / sum(avg)))
     with (
         use_exact_ratio_blending(schedule=tmp_path / "schedule.json"),
-        pytest.raises(DataError, match="schedule.json names the prefixes"),
+        pytest.raises(DataError, match=r"schedule\.json names the prefixes"),
     ):
         _build(prefixes[::-1], avg[::-1], None, "100,0,0")
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(DataError, match="broken.json"):
+    with pytest.raises(DataError, match=r"broken\.json"):
         use_exact_ratio_blending(schedule=tmp_path / "broken.json")
