@@ -46,14 +46,13 @@ from regmix_plugin.layout import (
     SCHEDULE_FILE,
     SCHEDULE_MANIFEST_FILE,
 )
-from regmix_plugin.textable import format_table
+from regmix_plugin.schedules import format_schedule, phase_epochs
 
 __all__ = [
     "PhaseIterations",
     "PhaseMixture",
     "ScheduleEmitResult",
     "emit_schedule",
-    "phase_epochs",
     "phase_iterations",
 ]
 
@@ -143,49 +142,6 @@ def phase_iterations(
     )
 
 
-def phase_epochs(
-    catalogue: Catalogue, phases: Sequence[PhaseMixture], phase_tokens: Sequence[float]
-) -> dict[str, dict[str, float]]:
-    """Epochs of each domain per phase and in total: ``{domain: {phase: epochs, "total": ...}}``."""
-    out: dict[str, dict[str, float]] = {}
-    for d in catalogue.domains:
-        row = {
-            p.name: float(p.weights.get(d.name, 0.0)) * t / d.num_tokens
-            for p, t in zip(phases, phase_tokens, strict=True)
-        }
-        row["total"] = math.fsum(row.values())
-        out[d.name] = row
-    return out
-
-
-def _format_phase_epochs(
-    catalogue: Catalogue, phases: Sequence[PhaseMixture], epochs: Mapping[str, Mapping[str, float]]
-) -> list[str]:
-    header = ["domain", *(f"{p.name} w" for p in phases), *(p.name for p in phases)]
-    header += ["total", "max_epochs", ""]
-    rows = []
-    warnings = []
-    for d in catalogue.domains:
-        e = epochs[d.name]
-        over = d.max_epochs is not None and e["total"] > d.max_epochs * (1 + 1e-9)
-        rows.append(
-            [
-                d.name,
-                *(f"{float(p.weights.get(d.name, 0.0)):.4f}" for p in phases),
-                *(f"{e[p.name]:.3f}" for p in phases),
-                f"{e['total']:.3f}",
-                "-" if d.max_epochs is None else f"{d.max_epochs:g}",
-                "OVER CAP" if over else "",
-            ]
-        )
-        if over:
-            warnings.append(
-                f"WARNING: domain {d.name!r} is repeated {e['total']:.2f} times over the whole "
-                f"schedule, over its cap of {d.max_epochs:g} epochs"
-            )
-    return [format_table(header, rows, rule=False), *warnings]
-
-
 @dataclass(frozen=True)
 class ScheduleEmitResult:
     """What :func:`emit_schedule` wrote."""
@@ -267,9 +223,10 @@ def emit_schedule(
         )
         for p, tokens in zip(phases, its.phase_tokens, strict=True)
     ]
-    epochs = phase_epochs(catalogue, phases, its.phase_tokens)
-    table = _format_phase_epochs(catalogue, phases, epochs)
-    warnings = table[1:]
+    names = [p.name for p in phases]
+    mixtures = [p.weights for p in phases]
+    epochs = phase_epochs(catalogue, names, mixtures, its.phase_tokens)
+    table, warnings = format_schedule(catalogue, names, mixtures, its.phase_tokens)
     train_samples = its.train_iters * global_batch_size
     avg = blend.average_weights(train_samples)
     texts = {
@@ -305,7 +262,7 @@ def emit_schedule(
         "global_batch_size": global_batch_size,
         "seq_length": seq_length,
         "epochs": epochs,
-        "epochs_table": table[0],
+        "epochs_table": table,
         "warnings": warnings,
     }
     atomic_write_json(out / SCHEDULE_MANIFEST_FILE, manifest)
