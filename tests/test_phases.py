@@ -17,8 +17,19 @@ from regmix_plugin.blending.phases import read_blend_schedule
 from regmix_plugin.domains import load_catalogue
 from regmix_plugin.emit import EmitConfig
 from regmix_plugin.emit_phases import PhaseMixture, emit_schedule, phase_iterations
-from regmix_plugin.errors import ConfigError
+from regmix_plugin.errors import ConfigError, DataError
 from regmix_plugin.megatron import use_exact_ratio_blending
+from regmix_plugin.mixtures import SampleConfig
+from regmix_plugin.schedules import (
+    PhasesConfig,
+    format_schedule,
+    is_schedule,
+    join_schedule,
+    optimize_schedule,
+    sample_schedules,
+    schedule_columns,
+    split_schedule,
+)
 from regmix_plugin.study import load_study
 
 SPLIT = "80,20,0"
@@ -179,3 +190,102 @@ def test_schedule_file_serves_the_whole_run_with_matching_boundaries(
         np.testing.assert_array_equal(index[lo:hi], want)
     books = schedule.domains.index("books")
     assert not np.any(index[:320] == books)  # books has weight 0 in the main phase
+
+
+# -- the search over schedules ---------------------------------------------------------------------
+
+
+def test_phases_config_defaults_and_errors() -> None:
+    assert not PhasesConfig().enabled and PhasesConfig().phase_names == ["phase1"]
+    two = PhasesConfig(shares=[0.8, 0.2], names=["main", "quality"])
+    assert two.enabled and two.phase_names == ["main", "quality"]
+    with pytest.raises(ConfigError, match="sum to 1"):
+        PhasesConfig(shares=[0.8, 0.1])
+    with pytest.raises(ConfigError, match="names"):
+        PhasesConfig(shares=[0.5, 0.5], names=["a", "a"])
+    with pytest.raises(ConfigError, match=r"\(0, 1\]"):
+        PhasesConfig(shares=[1.5, -0.5])
+
+
+def test_schedule_rows_round_trip() -> None:
+    row = join_schedule(["main", "quality"], [0.8, 0.2], [MAIN, QUALITY])
+    assert list(row)[:4] == ["web@main", "code@main", "books@main", "math@main"]
+    assert math.isclose(sum(row.values()), 1.0)
+    names, shares, mixtures = split_schedule(row, list(MAIN))
+    assert names == ["main", "quality"] and shares == pytest.approx([0.8, 0.2])
+    assert mixtures[0] == pytest.approx(MAIN) and mixtures[1] == pytest.approx(QUALITY)
+    with pytest.raises(DataError, match="every domain"):
+        split_schedule({"web@main": 0.5, "web@q": 0.5}, list(MAIN))
+    assert is_schedule(row) and not is_schedule(MAIN)
+
+
+def test_sample_schedules_keep_shares_and_whole_run_caps(catalogue) -> None:
+    phases = PhasesConfig(shares=[0.8, 0.2], names=["main", "quality"])
+    config = SampleConfig(num_mixtures=40, seed=3, grid=1e-3, min_weight=1e-3)
+    table = sample_schedules(catalogue, config, phases)
+    again = sample_schedules(catalogue, config, phases)
+    assert table.ids == again.ids and np.array_equal(table.weights, again.weights)
+    assert table.names == schedule_columns(catalogue.names, ["main", "quality"])
+    assert len(set(table.ids)) == 40
+    blocks = table.weights.reshape(40, 2, len(catalogue.names))
+    np.testing.assert_allclose(blocks.sum(axis=2), np.tile([0.8, 0.2], (40, 1)), atol=1e-9)
+    # Over the whole run no domain passes its cap (books: 1 epoch; the others: 4).
+    caps = np.array([d.max_epochs * d.num_tokens / 3_200 for d in catalogue.domains])
+    assert np.all(blocks.sum(axis=1) <= caps + 1e-9)
+    # The phases differ: a schedule is not one mixture repeated.
+    assert np.abs(blocks[:, 0] / 0.8 - blocks[:, 1] / 0.2).max() > 0.1
+
+
+class _Planted:
+    """A known loss over schedules (not a model of ours): distance of each phase's mixture to
+    its own planted optimum. Used to fit the real regressor, whose choice is then checked."""
+
+    def __init__(self, targets: list[np.ndarray], shares: list[float]) -> None:
+        self.targets, self.shares = targets, shares
+
+    def loss(self, wide: np.ndarray) -> np.ndarray:
+        k = len(self.targets[0])
+        out = np.zeros(wide.shape[0])
+        for p, (t, s) in enumerate(zip(self.targets, self.shares, strict=True)):
+            w = wide[:, p * k : (p + 1) * k] / s
+            out += s * ((w - t[None, :]) ** 2).sum(axis=1)
+        return out
+
+
+def test_optimize_schedule_with_a_fitted_model(catalogue, tmp_path: Path) -> None:
+    from regmix_plugin.regression.fitting import FitConfig, fit, load_model
+    from regmix_plugin.tables import Table
+
+    phases = PhasesConfig(shares=[0.8, 0.2], names=["main", "quality"])
+    planted = _Planted([np.array([0.5, 0.3, 0.0, 0.2]), np.array([0.1, 0.1, 0.3, 0.5])], [0.8, 0.2])
+    table = sample_schedules(
+        catalogue, SampleConfig(num_mixtures=160, seed=1, grid=1e-3, min_weight=1e-3), phases
+    )
+    y = planted.loss(table.weights)
+    results = Table("mixture_id", table.ids, ["loss"], y[:, None])
+    fit(
+        table.table(),
+        results,
+        ["loss"],
+        FitConfig(regressor="lightgbm", num_members=0),
+        tmp_path / "model",
+    )
+    model = load_model(tmp_path / "model")
+    assert model.domains == table.names  # the per-phase weights are the features
+    choice = optimize_schedule(
+        model, "loss", catalogue, phases, num_candidates=20_000, top_k=50, seed=0
+    )
+    chosen = np.array([choice.weights[c] for c in table.names])
+    np.testing.assert_allclose(chosen.reshape(2, 4).sum(axis=1), [0.8, 0.2], atol=1e-9)
+    caps = np.array([d.max_epochs * d.num_tokens / 3_200 for d in catalogue.domains])
+    assert np.all(chosen.reshape(2, 4).sum(axis=0) <= caps + 1e-9)
+    single = np.concatenate([s * np.array(list(choice.single.values())) for s in (0.8, 0.2)])
+    # Judged by the planted loss (not the model): the schedule beats the best single mixture,
+    # and the best sampled design point.
+    true_chosen, true_single = planted.loss(chosen[None, :])[0], planted.loss(single[None, :])[0]
+    assert true_chosen < true_single
+    assert choice.mixtures[1]["math"] > choice.mixtures[0]["math"]  # quality phase: more math
+    text, warnings = format_schedule(
+        catalogue, choice.phases, choice.mixtures, [0.8 * 3_200, 0.2 * 3_200]
+    )
+    assert "epochs total" in text and "quality" in text and warnings == []
