@@ -70,6 +70,11 @@ class PhasesConfig:
     One phase (the default) is a plain mixture."""
     names: list[str] = field(default_factory=list)
     """Phase names (letters, digits, ``_.-``), one per share; default ``phase1``, ``phase2``..."""
+    global_batch_size: int | None = None
+    """Global batch size of the final run: turns the shares into Megatron-LM's
+    ``--phase-transition-iterations`` when a schedule is emitted (required then)."""
+    seq_length: int | None = None
+    """Sequence length of the final run (tokens per sample), as ``global_batch_size``."""
 
     def __post_init__(self) -> None:
         if not self.shares:
@@ -89,6 +94,11 @@ class PhasesConfig:
                 raise ConfigError(
                     f"phases.names must be unique letters/digits/'_.-' names, got {self.names}"
                 )
+
+        for f in ("global_batch_size", "seq_length"):
+            v = getattr(self, f)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise ConfigError(f"phases.{f} must be a whole number > 0, got {v!r}")
 
     @property
     def phase_names(self) -> list[str]:
