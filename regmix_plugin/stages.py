@@ -183,7 +183,7 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
         settings=study.sweep,
         sweep_dir=layout.sweep_dir,
         mixtures_path=layout.mixtures,
-        domains=list(catalogue.names),
+        domains=_columns(study, catalogue),
         description=sweep_description(study, catalogue),
         study_text=text,
         cwd=study.config_dir,
