@@ -55,6 +55,7 @@ __all__ = [
     "optimize_schedule",
     "phase_epochs",
     "proxy_schedule",
+    "run_average",
     "sample_schedules",
     "schedule_columns",
     "split_schedule",
@@ -167,6 +168,14 @@ def split_schedule(
     if abs(total - 1.0) > 1e-6:
         raise DataError(f"a schedule's columns must sum to 1, got {total!r}")
     return phases, shares, mixtures
+
+
+def run_average(weights: Mapping[str, float], domains: Sequence[str]) -> dict[str, float]:
+    """The run-average mixture of a schedule row (a plain mixture is returned as it is)."""
+    if not is_schedule(weights):
+        return dict(weights)
+    _, shares, mixtures = split_schedule(weights, domains)
+    return {d: math.fsum(s * m[d] for s, m in zip(shares, mixtures, strict=True)) for d in domains}
 
 
 def proxy_schedule(

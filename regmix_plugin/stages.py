@@ -62,6 +62,7 @@ from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.schedules import (
     is_schedule,
     optimize_schedule,
+    run_average,
     sample_schedules,
     schedule_columns,
     split_schedule,
@@ -462,7 +463,8 @@ def evaluation_record(
         hidden = dict(study.synthetic.hidden_weights)
         out["hidden_weights"] = hidden
         for r in runs.values():
-            r["l1_to_planted"] = l1_distance(r["weights"], hidden)
+            # A schedule is compared by its run-average mixture.
+            r["l1_to_planted"] = l1_distance(run_average(r["weights"], list(hidden)), hidden)
     comparisons = {k: asdict(v) for k, v in compare(losses, cfg.level).items()}
     out["comparisons"] = comparisons
     baselines = [k for k in comparisons if k != PLANTED]

@@ -289,3 +289,85 @@ def test_optimize_schedule_with_a_fitted_model(catalogue, tmp_path: Path) -> Non
         catalogue, choice.phases, choice.mixtures, [0.8 * 3_200, 0.2 * 3_200]
     )
     assert "epochs total" in text and "quality" in text and warnings == []
+
+
+# -- the whole study with phases -------------------------------------------------------------------
+
+PHASED_STUDY = {
+    "run_dir": "run",
+    "synthetic": {
+        "data_dir": "data",
+        "vocab_size": 16,
+        "domains": {"a": 300, "b": 150, "c": 100},
+        "hidden_weights": {"a": 0.2, "b": 0.5, "c": 0.3},
+        "mean_document_tokens": 64,
+        "num_target_documents": 60,
+    },
+    "domains": {
+        "num_target_tokens": 100000,
+        "entries": [{"name": n, "prefixes": [f"data/{n}_text_document"]} for n in "abc"],
+    },
+    "phases": {
+        "shares": [0.75, 0.25],
+        "names": ["main", "late"],
+        "global_batch_size": 8,
+        "seq_length": 64,
+    },
+    "sample": {"num_mixtures": 10, "seed": 0, "temperature": 0.5, "grid": 0.01, "min_weight": 0.01},
+    "proxy": {
+        "preset": "tiny",
+        "vocab_size": 16,
+        "seq_length": 8,
+        "num_tokens": 16384,
+        "micro_batch_size": 64,
+        "global_batch_size": 64,
+        "lr": 0.005,
+        "split": "80,20,0",
+        "num_eval_tokens": 1024,
+        "targets": {"target": ["data/target_text_document"]},
+        "num_threads": 1,
+    },
+    "sweep": {"launcher": "local", "local": {"num_concurrent": 2}},
+    "fit": {"targets": ["target_loss/target"], "num_folds": 4},
+    "optimize": {"target": "target_loss/target", "num_candidates": 20000},
+    "emit": {"split": "80,20,0"},
+    "evaluate": {"target": "target_loss/target", "baselines": ["uniform"], "num_seeds": 2},
+}
+
+
+@pytest.mark.slow
+def test_regmix_run_searches_schedules_end_to_end(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(PHASED_STUDY, sort_keys=False))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "regmix_plugin", "run", "study.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    run = tmp_path / "run"
+    header = (run / "mixtures.csv").read_text().splitlines()[0].split(",")
+    assert header[1:] == ["a@main", "b@main", "c@main", "a@late", "b@late", "c@late"]
+    metrics = json.loads(next((run / "sweep" / "runs").glob("*/metrics.json")).read_text())
+    assert sum(metrics["weights"].values()) == pytest.approx(1.0)
+    assert all("@" in k for k in metrics["weights"])
+    doc = yaml.safe_load((run / "weights.yaml").read_text())
+    sched = doc["schedule"]
+    assert sched["phases"] == ["main", "late"] and sched["shares"] == pytest.approx([0.75, 0.25])
+    for name in ("main", "late"):
+        assert sum(sched["mixtures"][name].values()) == pytest.approx(1.0)
+        assert (run / "blend" / name / "data_args.txt").is_file()
+    # 100,000 tokens of 8 x 64: 196 iterations (ceil), 147 in the first phase (0.75 x 196).
+    assert (run / "blend" / "phase_transition_iterations.txt").read_text().strip() == "147"
+    assert read_blend_schedule(run / "blend" / "schedule.json").global_batch_size == 8
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert {"chosen", "best_single_mixture", "uniform"} <= set(evaluation["runs"])
+    report = (run / "report.md").read_text()
+    assert "The chosen schedule" in report and "epochs total" in report
