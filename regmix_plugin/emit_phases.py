@@ -242,29 +242,8 @@ def emit_schedule(
     for fname, text in texts.items():
         atomic_write_text(out / fname, text)
         files.append(out / fname)
-    manifest = {
-        "source": source,
-        "phases": [
-            {
-                "name": p.name,
-                "share": p.share,
-                "mixture_id": r.mixture_id,
-                "iterations": n,
-                "samples": s,
-                "tokens": t,
-            }
-            for p, r, n, s, t in zip(
-                phases, results, its.phase_iters, its.phase_samples, its.phase_tokens, strict=True
-            )
-        ],
-        "train_iters": its.train_iters,
-        "phase_transition_iterations": list(its.transitions),
-        "global_batch_size": global_batch_size,
-        "seq_length": seq_length,
-        "epochs": epochs,
-        "epochs_table": table,
-        "warnings": warnings,
-    }
+    manifest = _manifest(phases, results, its, source)
+    manifest.update({"epochs": epochs, "epochs_table": table, "warnings": warnings})
     atomic_write_json(out / SCHEDULE_MANIFEST_FILE, manifest)
     files.append(out / SCHEDULE_MANIFEST_FILE)
     return ScheduleEmitResult(
@@ -296,3 +275,28 @@ def _launch_lines(phases: Sequence[PhaseMixture], its: PhaseIterations, out: Pat
             f"{common} --data-args-path {shlex.quote(str(out / p.name / 'data_args.txt'))}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _manifest(
+    phases: Sequence[PhaseMixture], results: Sequence[EmitResult], its: PhaseIterations, source: str
+) -> dict[str, Any]:
+    """``schedule_manifest.json`` without the epochs: phases, iterations, samples, tokens."""
+    rows = zip(phases, results, its.phase_iters, its.phase_samples, its.phase_tokens, strict=True)
+    return {
+        "source": source,
+        "phases": [
+            {
+                "name": p.name,
+                "share": p.share,
+                "mixture_id": r.mixture_id,
+                "iterations": n,
+                "samples": smp,
+                "tokens": t,
+            }
+            for p, r, n, smp, t in rows
+        ],
+        "train_iters": its.train_iters,
+        "phase_transition_iterations": list(its.transitions),
+        "global_batch_size": its.global_batch_size,
+        "seq_length": its.seq_length,
+    }
