@@ -371,3 +371,38 @@ def test_regmix_run_searches_schedules_end_to_end(tmp_path: Path) -> None:
     assert {"chosen", "best_single_mixture", "uniform"} <= set(evaluation["runs"])
     report = (run / "report.md").read_text()
     assert "The chosen schedule" in report and "epochs total" in report
+
+
+def test_report_shows_the_schedule(catalogue, tmp_path: Path) -> None:
+    from regmix_plugin.layout import RunLayout
+    from regmix_plugin.report import ReportConfig, write_report
+    from regmix_plugin.schedules import phase_epochs
+
+    tokens = [0.8 * 3_200, 0.2 * 3_200]
+    epochs = phase_epochs(catalogue, ["main", "quality"], [MAIN, QUALITY], tokens)
+    doc = {
+        "weights": join_schedule(["main", "quality"], [0.8, 0.2], [MAIN, QUALITY]),
+        "target": "loss",
+        "predicted": {"chosen": 1.5, "best_single_mixture": 1.75},
+        "schedule": {
+            "phases": ["main", "quality"],
+            "shares": [0.8, 0.2],
+            "mixtures": {"main": MAIN, "quality": QUALITY},
+            "epochs": epochs,
+            "best_single_mixture": {"web": 0.4, "code": 0.3, "books": 0.1, "math": 0.2},
+        },
+    }
+    layout = RunLayout(root=tmp_path / "run")
+    layout.root.mkdir()
+    layout.weights.write_text(yaml.safe_dump(doc))
+    _, md = write_report(layout, ReportConfig(), catalogue=catalogue)
+    text = md.read_text()
+    assert "## The chosen schedule" in text
+    assert "schedule 1.5000, best single mixture of the same search 1.7500" in text
+    # books: weight 0.3 in the 640-token quality phase -> 0.3 * 640 / books tokens epochs.
+    books = next(d for d in catalogue.domains if d.name == "books")
+    row = next(line for line in text.splitlines() if line.startswith("| books |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["0.0000", "0.3000"]
+    assert float(cells[4]) == pytest.approx(0.3 * 640 / books.num_tokens, abs=1e-3)
+    assert float(cells[5]) == pytest.approx(0.3 * 640 / books.num_tokens, abs=1e-3)
