@@ -60,6 +60,13 @@ SEEDS_SUFFIX = ".seeds.json"
 #: Inside ``blend/``: what ``regmix emit`` wrote (files, epochs) and the mixture it wrote.
 BLEND_MANIFEST_FILE = "manifest.json"
 BLEND_WEIGHTS_FILE = "weights.yaml"
+#: Inside a schedule's blend folder (``regmix_plugin.emit_phases``): the exact-ratio schedule,
+#: its run-average blend, Megatron-LM's transition iterations and launch lines, the manifest.
+SCHEDULE_FILE = "schedule.json"
+SCHEDULE_DATA_ARGS_FILE = "schedule_data_args.txt"
+PHASE_TRANSITIONS_FILE = "phase_transition_iterations.txt"
+PHASE_LAUNCH_FILE = "megatron_lm_phases.txt"
+SCHEDULE_MANIFEST_FILE = "schedule_manifest.json"
 #: Inside ``model/``: the fitted model's description.
 MODEL_METADATA_FILE = "metadata.json"
 #: Beside the report: its figures.

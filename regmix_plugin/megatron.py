@@ -43,6 +43,13 @@ from regmix_plugin.blending import (
     counts_after,
     index_dtype,
 )
+from regmix_plugin.blending.phases import (
+    BlendSchedule,
+    LazyScheduleIndex,
+    build_schedule_indices,
+    read_blend_schedule,
+    schedule_counts,
+)
 from regmix_plugin.errors import DataError
 from regmix_plugin.indexed import read_index_counts
 from regmix_plugin.io import atomic_open
@@ -52,8 +59,12 @@ log = logging.getLogger(__name__)
 #: Environment variable: blends of more samples than this are looked up lazily.
 LAZY_ENV = "REGMIX_BLEND_LAZY_ABOVE"
 
+#: Environment variable: a phase schedule file (:mod:`regmix_plugin.blending.phases`) to serve.
+SCHEDULE_ENV = "REGMIX_BLEND_SCHEDULE"
+
 __all__ = [
     "LAZY_ENV",
+    "SCHEDULE_ENV",
     "ExactRatioBlendedDataset",
     "ExactRatioBlending",
     "check_prefixes",
@@ -110,6 +121,9 @@ class ExactRatioBlendedDataset(BlendedDataset):
     #: environment variable ``REGMIX_BLEND_LAZY_ABOVE`` says otherwise).
     lazy_above: int | None = None
 
+    #: A phase schedule file to serve (``None``: none, unless ``REGMIX_BLEND_SCHEDULE`` is set).
+    schedule_file: str | None = None
+
     def __init__(
         self,
         datasets: list[Any],
@@ -153,6 +167,7 @@ class ExactRatioBlendedDataset(BlendedDataset):
         self.split = datasets[0].index_split
         self.size = size
         self.config = config
+        self.schedule: BlendSchedule | None = self._find_schedule()
 
         unique_identifiers: OrderedDict[str, Any] = OrderedDict()
         unique_identifiers["class"] = type(self).__name__
@@ -161,6 +176,8 @@ class ExactRatioBlendedDataset(BlendedDataset):
         unique_identifiers["split"] = self.split.name
         unique_identifiers["weights"] = self.weights
         unique_identifiers["size"] = self.size
+        if self.schedule is not None:
+            unique_identifiers["schedule"] = self.schedule.to_dict()
         self.unique_identifiers = unique_identifiers
         self.unique_description = json.dumps(
             unique_identifiers, indent=4, default=lambda obj: obj.unique_identifiers
@@ -174,7 +191,7 @@ class ExactRatioBlendedDataset(BlendedDataset):
         if from_env is not None:
             threshold = from_env
         self.lazy = threshold is not None and self.num_samples > threshold
-        self._lazy_index: LazyBlendIndex | None = None
+        self._lazy_index: LazyBlendIndex | LazyScheduleIndex | None = None
         self.dataset_index: np.ndarray | None
         self.dataset_sample_index: np.ndarray | None
         self.dataset_index, self.dataset_sample_index = self._build_indices()
@@ -207,7 +224,15 @@ class ExactRatioBlendedDataset(BlendedDataset):
     def _build_indices(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Materialise (or load from the cache) the two index arrays; nothing when lazy."""
         if self.lazy:
-            self._lazy_index = LazyBlendIndex(self.weights, self.num_samples)
+            self._lazy_index = (
+                LazyBlendIndex(self.weights, self.num_samples)
+                if self.schedule is None
+                else LazyScheduleIndex(
+                    self.schedule.schedule,
+                    self.num_samples,
+                    global_batch_size=self.schedule.global_batch_size,
+                )
+            )
             return None, None
         cache = getattr(self.config, "path_to_cache", None)
         if cache:
@@ -226,7 +251,16 @@ class ExactRatioBlendedDataset(BlendedDataset):
                     "system)"
                 )
         t0 = time.perf_counter()
-        dataset_index, dataset_sample_index = build_blend_indices(self.weights, self.num_samples)
+        if self.schedule is None:
+            dataset_index, dataset_sample_index = build_blend_indices(
+                self.weights, self.num_samples
+            )
+        else:
+            dataset_index, dataset_sample_index = build_schedule_indices(
+                self.schedule.schedule,
+                self.num_samples,
+                global_batch_size=self.schedule.global_batch_size,
+            )
         log.debug("exact-ratio blend indices built in %.3f s", time.perf_counter() - t0)
         if self.size is None and not np.array_equal(
             np.bincount(dataset_index, minlength=len(self.weights)), np.asarray(self.weights)
@@ -263,7 +297,43 @@ class ExactRatioBlendedDataset(BlendedDataset):
     def _counts(self) -> np.ndarray:
         if self.dataset_index is not None:
             return np.bincount(np.asarray(self.dataset_index), minlength=len(self.weights))
+        if self.schedule is not None:
+            return self.phase_counts().sum(axis=0)
         return counts_after(self.weights, self.num_samples)
+
+    # -- phase schedules ---------------------------------------------------------------------
+    def _find_schedule(self) -> BlendSchedule | None:
+        """The schedule to serve for this blend (from ``schedule_file`` / the environment)."""
+        path = os.environ.get(SCHEDULE_ENV) or type(self).schedule_file
+        if not path:
+            return None
+        blend = read_blend_schedule(path)
+        if self.split.name not in blend.splits:
+            return None
+        if self.size is None:
+            raise DataError(
+                f"the phase schedule {path} needs a blend with a size (weights, not the "
+                "exhaustive form without weights)"
+            )
+        mine = [os.path.abspath(str(getattr(d, "dataset_path", ""))) for d in self.datasets]
+        theirs = [os.path.abspath(p) for p in blend.prefixes]
+        if mine != theirs:
+            raise DataError(
+                f"the phase schedule {path} names the prefixes {list(blend.prefixes)} but the "
+                f"{self.split.name} blend has {mine}: give the builder the schedule's prefixes "
+                "in its order (BlendSchedule.average_weights gives matching weights)"
+            )
+        return blend
+
+    def phase_counts(self) -> np.ndarray:
+        """Samples per phase and dataset (``phases x datasets``; one row without a schedule)."""
+        if self.schedule is None:
+            return np.asarray(self.realised_counts, dtype=np.int64)[None, :]
+        return schedule_counts(
+            self.schedule.schedule,
+            self.num_samples,
+            global_batch_size=self.schedule.global_batch_size,
+        )
 
     def _check_capacity(self) -> None:
         for k, (dataset, count) in enumerate(zip(self.datasets, self.realised_counts, strict=True)):
@@ -286,9 +356,16 @@ class ExactRatioBlendedDataset(BlendedDataset):
         """
         seq = getattr(self.config, "sequence_length", None)
         total = float(sum(self.weights))
+        requested_all = np.asarray(self.weights, dtype=np.float64) / total * self.num_samples
+        if self.schedule is not None:
+            lengths = self.schedule.schedule.phase_samples(
+                self.num_samples, global_batch_size=self.schedule.global_batch_size
+            )
+            phase_w = np.array([p.weights for p in self.schedule.schedule.phases])
+            requested_all = (phase_w / phase_w.sum(axis=1, keepdims=True) * lengths[:, None]).sum(0)
         rows = []
         for k, dataset in enumerate(self.datasets):
-            requested = self.weights[k] / total * self.num_samples
+            requested = float(requested_all[k])
             realised = int(self.realised_counts[k])
             epochs = None
             per_epoch = getattr(dataset, "_get_num_tokens_per_epoch", None)
@@ -333,10 +410,17 @@ class ExactRatioBlendedDataset(BlendedDataset):
 class ExactRatioBlending(contextlib.AbstractContextManager["ExactRatioBlending"]):
     """Handle returned by :func:`use_exact_ratio_blending`; ``undo()`` or leave the ``with``."""
 
-    def __init__(self, previous: Any, patched: bool, previous_lazy: int | None) -> None:
+    def __init__(
+        self,
+        previous: Any,
+        patched: bool,
+        previous_lazy: int | None,
+        previous_schedule: str | None = None,
+    ) -> None:
         self._previous = previous
         self._patched = patched
         self._previous_lazy = previous_lazy
+        self._previous_schedule = previous_schedule
         self._active = True
 
     @property
@@ -349,6 +433,7 @@ class ExactRatioBlending(contextlib.AbstractContextManager["ExactRatioBlending"]
         if self._active and self._patched:
             _builder_module.BlendedDataset = self._previous
             ExactRatioBlendedDataset.lazy_above = self._previous_lazy
+            ExactRatioBlendedDataset.schedule_file = self._previous_schedule
         self._active = False
 
     def __exit__(
@@ -360,7 +445,9 @@ class ExactRatioBlending(contextlib.AbstractContextManager["ExactRatioBlending"]
         self.undo()
 
 
-def use_exact_ratio_blending(*, lazy_above: int | None = None) -> ExactRatioBlending:
+def use_exact_ratio_blending(
+    *, lazy_above: int | None = None, schedule: str | os.PathLike[str] | None = None
+) -> ExactRatioBlending:
     """Make megatron-core's ``BlendedMegatronDatasetBuilder`` build exact-ratio blends.
 
     Call it once in every rank's process before the builder runs. Without editing the host's
@@ -370,7 +457,9 @@ def use_exact_ratio_blending(*, lazy_above: int | None = None) -> ExactRatioBlen
     are fresh processes: a call in the launching script does not reach them). Idempotent: a second
     call changes nothing but ``lazy_above`` and its handle's ``undo()`` is a no-op. The handle is
     also a context manager that undoes the patch on exit. ``lazy_above``: blends of more samples
-    than this are looked up on demand instead of materialised.
+    than this are looked up on demand instead of materialised. ``schedule``: a phase schedule
+    file (:func:`regmix_plugin.blending.phases.write_blend_schedule`; or ``REGMIX_BLEND_SCHEDULE``
+    in the environment, which reaches every rank) whose phases the blends of its splits serve.
     """
     if lazy_above is not None and (
         isinstance(lazy_above, bool)
@@ -382,9 +471,13 @@ def use_exact_ratio_blending(*, lazy_above: int | None = None) -> ExactRatioBlen
         )
     previous = _builder_module.BlendedDataset
     previous_lazy = ExactRatioBlendedDataset.lazy_above
+    previous_schedule = ExactRatioBlendedDataset.schedule_file
+    if schedule is not None:
+        read_blend_schedule(schedule)  # a bad file fails here, naming it, not inside the builder
+        ExactRatioBlendedDataset.schedule_file = os.fspath(schedule)
     if lazy_above is not None:
         ExactRatioBlendedDataset.lazy_above = int(lazy_above)
     if previous is ExactRatioBlendedDataset:
-        return ExactRatioBlending(previous, patched=False, previous_lazy=previous_lazy)
+        return ExactRatioBlending(previous, False, previous_lazy, previous_schedule)
     _builder_module.BlendedDataset = ExactRatioBlendedDataset
-    return ExactRatioBlending(previous, patched=True, previous_lazy=previous_lazy)
+    return ExactRatioBlending(previous, True, previous_lazy, previous_schedule)

@@ -153,7 +153,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("domains", ("domains", "proxy"), (), _domains, outputs=("domains_table", "catalogue")),
     Stage(
         "sample",
-        ("domains", "sample"),
+        ("domains", "sample", "phases"),
         ("catalogue",),
         _sample,
         lambda s: s.sweep.mixtures is None,
@@ -175,12 +175,12 @@ PIPELINE: tuple[Stage, ...] = (
     ),
     Stage(
         "optimize",
-        ("optimize",),
+        ("optimize", "phases"),
         ("catalogue", "model_dir", "mixtures", "results"),
         _optimize,
         outputs=("weights",),
     ),
-    Stage("emit", ("emit",), ("catalogue", "weights"), _emit, outputs=("blend_dir",)),
+    Stage("emit", ("emit", "phases"), ("catalogue", "weights"), _emit, outputs=("blend_dir",)),
     Stage(
         "evaluate",
         ("proxy", "evaluate", "synthetic"),
@@ -221,7 +221,12 @@ def _volatile(stage: Stage, study: StudyConfig) -> Any:
 def stage_fingerprint(stage: Stage, ctx: Context) -> str:
     """Hash of the stage's config sections, its inputs' content and the pipeline version."""
     h = hashlib.sha256()
-    sections = {s: ctx.study.section_data(s) for s in stage.sections}
+    # An absent `phases` section (one phase) leaves the hash as it was before phases existed.
+    sections = {
+        s: ctx.study.section_data(s)
+        for s in stage.sections
+        if not (s == "phases" and ctx.study.phases is None)
+    }
     head = [PIPELINE_VERSION, stage.name, sections, _volatile(stage, ctx.study)]
     h.update(canonical_json(head).encode())
     for name in stage.inputs:

@@ -625,6 +625,47 @@ def _epochs_section(layout: RunLayout, catalogue: Catalogue | None) -> Section:
     return s
 
 
+def _schedule_section(layout: RunLayout) -> Section | None:
+    """The chosen phase schedule (``weights.yaml``'s ``schedule``): weights and epochs of each
+    domain per phase and in total, and the best single mixture of the same search."""
+    doc = _load_yaml_mapping(layout.weights)
+    sched = doc.get("schedule")
+    if not isinstance(sched, Mapping):
+        return None
+    s = Section("The chosen schedule")
+    phases = [str(p) for p in sched.get("phases") or []]
+    shares = [float(x) for x in sched.get("shares") or []]
+    mixtures = sched.get("mixtures") or {}
+    epochs = sched.get("epochs") or {}
+    s.paragraphs.append(
+        "Phases (share of the run's tokens): "
+        + ", ".join(f"{p} {_fmt(x, 3)}" for p, x in zip(phases, shares, strict=False))
+        + "."
+    )
+    pred = doc.get("predicted") or {}
+    if "chosen" in pred and "best_single_mixture" in pred:
+        s.paragraphs.append(
+            f"Predicted {doc.get('target')}: schedule {_fmt(float(pred['chosen']))}, best single "
+            f"mixture of the same search {_fmt(float(pred['best_single_mixture']))}."
+        )
+    single = sched.get("best_single_mixture") or {}
+    header = ["domain", *(f"w {p}" for p in phases), *(f"epochs {p}" for p in phases)]
+    header += ["epochs total", "best single w"]
+    rows = []
+    for name, e in epochs.items():
+        rows.append(
+            [
+                str(name),
+                *(_fmt(float((mixtures.get(p) or {}).get(name, 0.0)), 4) for p in phases),
+                *(_fmt(float(e.get(p, 0.0)), 3) for p in phases),
+                _fmt(float(e.get("total", 0.0)), 3),
+                _fmt(float(single.get(name, 0.0)), 4) if single else "–",
+            ]
+        )
+    s.table = (header, rows)
+    return s
+
+
 def _load_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -691,6 +732,7 @@ def write_report(
     for build in (
         lambda: _answer_section(layout, cfg),
         lambda: _objective_section(layout),
+        lambda: _schedule_section(layout),
         lambda: _design_section(layout, figs),
         lambda: _model_section(layout, figs),
         lambda: _weights_section(layout, figs),

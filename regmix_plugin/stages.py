@@ -60,6 +60,14 @@ from regmix_plugin.mixtures import (
 )
 from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.proxy.pool import JobCallback, ProxyJob, train_proxies
+from regmix_plugin.schedules import (
+    is_schedule,
+    optimize_schedule,
+    run_average,
+    sample_schedules,
+    schedule_columns,
+    split_schedule,
+)
 from regmix_plugin.study import StudyConfig
 from regmix_plugin.tables import Table, check_weights_table, read_table
 
@@ -128,7 +136,10 @@ def build_catalogue(study: StudyConfig, layout: RunLayout | None = None) -> Cata
 
 def sample(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> SampleResult:
     """``sample``: draw the proxy mixtures; write the summary, then the mixtures table."""
-    result = sample_mixtures(catalogue, study.require("sample"))
+    if _phased(study):
+        result = _sample_schedules(study, catalogue)
+    else:
+        result = sample_mixtures(catalogue, study.require("sample"))
     atomic_write_json(layout.mixtures_summary, result.summary)
     write_replicates(layout.mixture_seeds, result.replicates or NO_REPLICATES)
     write_mixtures(layout.mixtures, result.mixtures)
@@ -174,7 +185,7 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
         settings=study.sweep,
         sweep_dir=layout.sweep_dir,
         mixtures_path=layout.mixtures,
-        domains=list(catalogue.names),
+        domains=_columns(study, catalogue),
         description=sweep_description(study, catalogue),
         study_text=text,
         cwd=study.config_dir,
@@ -231,7 +242,7 @@ def fit(
 
     check_output_path(layout.model_dir, "the model folder")
     remove_stale_temps(layout.model_dir)
-    names = None if catalogue is None else catalogue.names
+    names = None if catalogue is None else _columns(study, catalogue)
     mixtures = read_weights_table(layout.mixtures, names)
     results = read_table(layout.results)
     # Replicate runs (the same mixture, other seeds) give each target's seed noise; a run that
@@ -260,6 +271,8 @@ def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any
     from regmix_plugin.optimize import optimize as choose
     from regmix_plugin.regression import load_model
 
+    if _phased(study):
+        return _optimize_schedule(study, layout, catalogue)
     config = study.optimize
     names = list(catalogue.names)
     lower, upper = bound_arrays(names, config)
@@ -312,6 +325,8 @@ def emit(
             )
         weights = table.row(mixture)
         source = f"{mixtures_path.name} row {mixture}"
+    if is_schedule(weights):
+        return _emit_schedule(study, catalogue, out_dir, weights, source)
     result = emit_blends(catalogue, weights, out_dir, study.emit, source=source)
     for line in result.warnings:
         log.warning("%s", line)
@@ -337,6 +352,10 @@ def _candidates(
         out["best_proxy"] = _best_proxy(cfg, layout, results)
     if study.synthetic is not None:
         out[PLANTED] = {"weights": dict(study.synthetic.hidden_weights)}
+    if _phased(study):  # the schedule against the best single mixture of the same search
+        single = _load_yaml_doc(layout.weights).get("schedule", {}).get("best_single_mixture")
+        if isinstance(single, dict):
+            out[BEST_SINGLE] = {"weights": {str(k): float(v) for k, v in single.items()}}
     for entry in out.values():
         entry.setdefault("mixture_id", mixture_id(entry["weights"]))
     return out
@@ -463,7 +482,8 @@ def evaluation_record(
         hidden = dict(study.synthetic.hidden_weights)
         out["hidden_weights"] = hidden
         for r in runs.values():
-            r["l1_to_planted"] = l1_distance(r["weights"], hidden)
+            # A schedule is compared by its run-average mixture.
+            r["l1_to_planted"] = l1_distance(run_average(r["weights"], list(hidden)), hidden)
     comparisons = {k: asdict(v) for k, v in compare(losses, cfg.level).items()}
     out["comparisons"] = comparisons
     baselines = [k for k in comparisons if k != PLANTED]
@@ -628,3 +648,119 @@ def report(
     from regmix_plugin.report import write_report
 
     return write_report(layout, study.report, catalogue=catalogue)
+
+
+# -- phase schedules (regmix_plugin.schedules; one phase: none of this runs) ----------------------
+
+#: Evaluation label of the best single mixture found by the schedule search.
+BEST_SINGLE = "best_single_mixture"
+
+
+def _phased(study: StudyConfig) -> bool:
+    """Whether the study searches schedules (a ``phases`` section with more than one phase)."""
+    return study.phases is not None and study.phases.enabled
+
+
+def _columns(study: StudyConfig, catalogue: Catalogue) -> list[str]:
+    """The mixtures table's columns: the domains, or ``domain@phase`` for schedules."""
+    if _phased(study):
+        assert study.phases is not None
+        return schedule_columns(catalogue.names, study.phases.phase_names)
+    return list(catalogue.names)
+
+
+def _load_yaml_doc(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return doc if isinstance(doc, dict) else {}
+
+
+def _sample_schedules(study: StudyConfig, catalogue: Catalogue) -> SampleResult:
+    assert study.phases is not None
+    config = study.require("sample")
+    table = sample_schedules(catalogue, config, study.phases)
+    summary = {
+        "phases": to_dict(study.phases),
+        "num_mixtures": len(table),
+        "columns": table.names,
+        "settings": to_dict(config),
+    }
+    return SampleResult(mixtures=table, summary=summary)
+
+
+def _optimize_schedule(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:
+    """``optimize`` over schedules: ``weights.yaml`` holds the chosen schedule's columns and a
+    ``schedule`` section (phases, shares, mixtures, epochs, the best single mixture)."""
+    from regmix_plugin.optimize import prior_vector
+    from regmix_plugin.regression import load_model
+    from regmix_plugin.schedules import phase_epochs
+
+    assert study.phases is not None
+    config = study.optimize
+    model = load_model(layout.model_dir)
+    target = config.target or (model.targets[0] if len(model.targets) == 1 else None)
+    if target is None:
+        raise ConfigError(f"the model has targets {model.targets}: set optimize.target")
+    choice = optimize_schedule(
+        model,
+        target,
+        catalogue,
+        study.phases,
+        num_candidates=config.num_candidates,
+        top_k=config.top_k,
+        seed=config.seed,
+        min_strength=config.min_strength,
+        max_strength=config.max_strength,
+        batch_size=config.batch_size,
+        prior=prior_vector(config, catalogue),
+    )
+    tokens = [s * catalogue.num_target_tokens for s in choice.shares]
+    doc = {
+        "weights": choice.weights,
+        "target": target,
+        "method": "schedule",
+        "predicted": {"chosen": choice.predicted, BEST_SINGLE: choice.single_predicted},
+        "schedule": {
+            "phases": choice.phases,
+            "shares": choice.shares,
+            "mixtures": dict(zip(choice.phases, choice.mixtures, strict=True)),
+            "epochs": phase_epochs(catalogue, choice.phases, choice.mixtures, tokens),
+            "best_single_mixture": choice.single,
+        },
+        "num_drawn": choice.num_drawn,
+    }
+    atomic_write_text(layout.weights, yaml.safe_dump(doc, sort_keys=False, width=100))
+    log.info(
+        "optimize: schedule over %d phases, predicted %.4g", len(choice.phases), choice.predicted
+    )
+    return choice
+
+
+def _emit_schedule(
+    study: StudyConfig, catalogue: Catalogue, out_dir: Path, weights: dict[str, float], source: str
+) -> Any:
+    from regmix_plugin.emit_phases import PhaseMixture, emit_schedule
+
+    phases = study.phases
+    if phases is None or phases.global_batch_size is None or phases.seq_length is None:
+        raise ConfigError(
+            "a schedule is emitted with Megatron-LM's phase transitions: set "
+            "phases.global_batch_size and phases.seq_length (the final run's)"
+        )
+    names, shares, mixtures = split_schedule(weights, catalogue.names)
+    result = emit_schedule(
+        catalogue,
+        [
+            PhaseMixture(name=n, share=s, weights=m)
+            for n, s, m in zip(names, shares, mixtures, strict=True)
+        ],
+        out_dir,
+        study.emit,
+        global_batch_size=phases.global_batch_size,
+        seq_length=phases.seq_length,
+        source=source,
+    )
+    for line in result.warnings:
+        log.warning("%s", line)
+    return result

@@ -27,6 +27,7 @@ from regmix_plugin.optimize import OptimizeConfig
 from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.regression.fitting import FitConfig
 from regmix_plugin.report import ReportConfig
+from regmix_plugin.schedules import PhasesConfig
 from regmix_plugin.sweep.config import SweepConfig
 from regmix_plugin.synthetic import SyntheticConfig
 from regmix_plugin.transfer import TransferConfig
@@ -46,6 +47,7 @@ SECTIONS: dict[str, tuple[type[Any], bool]] = {
     "evaluate": (EvaluateConfig, False),
     "transfer": (TransferConfig, False),
     "report": (ReportConfig, True),
+    "phases": (PhasesConfig, False),
 }
 TOP_LEVEL_KEYS = ("run_dir", *SECTIONS)
 
@@ -91,6 +93,10 @@ class StudyConfig:
     """The report."""
     overrides: tuple[str, ...] = ()
     """The ``--set`` overrides applied on top of the file, in order."""
+    phases: PhasesConfig | None = None
+    """Phases of the run (shares of the target tokens): the design, proxies and optimizer then
+    work on schedules, one mixture per phase (:mod:`regmix_plugin.schedules`); None or one
+    phase: a single mixture, as without it."""
 
     def require(self, name: str) -> Any:
         """A section (or ``run_dir``) the caller cannot do without; absent is a ConfigError."""

@@ -35,10 +35,12 @@ from typing import Any
 import numpy as np
 
 from regmix_plugin.blending.apportionment import apportion
+from regmix_plugin.blending.phases import BlendSchedule, write_blend_schedule
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import DataError
 from regmix_plugin.indexed import read_index_counts
 from regmix_plugin.io import atomic_write_json
+from regmix_plugin.layout import SCHEDULE_FILE
 from regmix_plugin.proxy.config import ProxyConfig, parse_split
 
 log = logging.getLogger(__name__)
@@ -220,9 +222,18 @@ def check_training_data(
 
 
 def build_train_data(
-    cfg: ProxyConfig, catalogue: Catalogue, blend: Sequence[tuple[str, float]], cache: Path
+    cfg: ProxyConfig,
+    catalogue: Catalogue,
+    blend: Sequence[tuple[str, float]],
+    cache: Path,
+    *,
+    schedule: BlendSchedule | None = None,
 ) -> TrainData:
-    """The exact-ratio blend of the training parts, ``num_steps * global_batch_size`` samples."""
+    """The exact-ratio blend of the training parts, ``num_steps * global_batch_size`` samples.
+
+    With ``schedule`` (a phase schedule over ``blend``'s prefixes, from
+    :func:`regmix_plugin.schedules.proxy_schedule`) the blend serves its phases in order.
+    """
     from megatron.core.datasets.blended_megatron_dataset_builder import (
         BlendedMegatronDatasetBuilder,
     )
@@ -238,7 +249,10 @@ def build_train_data(
         cfg, blend=(prefixes, weights), seed=cfg.seed, split_row=_TRAIN, whole=False, cache=cache
     )
     builder = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, config)
-    with use_exact_ratio_blending():
+    schedule_path = None
+    if schedule is not None:
+        schedule_path = write_blend_schedule(Path(cache) / SCHEDULE_FILE, schedule)
+    with use_exact_ratio_blending(schedule=schedule_path):
         dataset = builder.build()[_TRAIN]
     if dataset is None or len(dataset) < num_samples:
         raise DataError(

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from regmix_plugin.blending.phases import BlendSchedule
 from regmix_plugin.config import to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, RegMixError
@@ -45,6 +46,7 @@ from regmix_plugin.fingerprint import fingerprint as content_fingerprint
 from regmix_plugin.io import atomic_open, atomic_write_json
 from regmix_plugin.layout import METRICS_FILE
 from regmix_plugin.proxy.config import ProxyConfig
+from regmix_plugin.schedules import is_schedule, proxy_schedule
 from regmix_plugin.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ def fingerprint(
             [d.name, list(zip(d.prefixes, d.prefix_tokens, strict=True))] for d in catalogue.domains
         ],
     }
+    if is_schedule(weights):  # a phase schedule (regmix_plugin.schedules): its columns too
+        identity["schedule"] = [[k, float(v)] for k, v in weights.items()]
     return content_fingerprint(identity)
 
 
@@ -123,7 +127,14 @@ def train_proxy(
     ``RunLayout.eval_cache``); None: ``<out_dir>/cache/eval``.
     """
     weights = {str(k): float(v) for k, v in weights.items()}
-    blend = catalogue.blend(weights)  # unknown/missing domains and bad sums fail here
+    schedule = None
+    if is_schedule(weights):  # one mixture per phase, served by one exact-ratio schedule
+        num_samples = cfg.num_steps * cfg.global_batch_size
+        schedule = proxy_schedule(catalogue, weights, num_samples)
+        avg = schedule.average_weights(num_samples)
+        blend = list(zip(schedule.prefixes, avg, strict=True))
+    else:
+        blend = catalogue.blend(weights)  # unknown/missing domains and bad sums fail here
     out = Path(out_dir)
     fp = fingerprint(cfg, catalogue, weights, mixture_id)
     done = completed_metrics(out, mixture_id, fp)
@@ -137,7 +148,7 @@ def train_proxy(
     train_cache = out / "cache"
     try:
         result = _train_and_evaluate(
-            cfg, catalogue, weights, blend, mixture_id, out, fp, train_cache, eval_cache
+            cfg, catalogue, weights, blend, mixture_id, out, fp, train_cache, eval_cache, schedule
         )
     except ProxyDiverged as exc:
         _write_failure(out, mixture_id, fp, str(exc))
@@ -178,6 +189,7 @@ def _train_and_evaluate(
     fp: str,
     train_cache: Path,
     eval_cache: Path | None,
+    schedule: BlendSchedule | None = None,
 ) -> dict[str, Any]:
     """Build the data (under the cache locks), train, evaluate, write ``metrics.json``."""
     from regmix_plugin.proxy.data import build_eval_sets, build_train_data, cache_guard
@@ -185,7 +197,7 @@ def _train_and_evaluate(
 
     started = time.perf_counter()
     with cache_guard(train_cache):
-        train_data = build_train_data(cfg, catalogue, blend, train_cache)
+        train_data = build_train_data(cfg, catalogue, blend, train_cache, schedule=schedule)
     if cfg.eval_cache_dir is not None:
         eval_cache = Path(cfg.eval_cache_dir)
     elif eval_cache is None:
@@ -205,7 +217,7 @@ def _train_and_evaluate(
             )
         result = {
             "mixture_id": mixture_id,
-            "weights": {n: weights[n] for n in catalogue.names},
+            "weights": dict(weights) if schedule else {n: weights[n] for n in catalogue.names},
             "num_tokens_trained": trainer.step * cfg.tokens_per_step,
             "metrics": metrics_values,
             "train_loss": trainer.curve,
