@@ -285,9 +285,13 @@ def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
         stages.larger_proxy(study)
 
 
-def check_proxy_data(study: StudyConfig) -> None:
+def check_proxy_data(study: StudyConfig, catalogue: Catalogue | None = None) -> None:
     """Before the first proxy starts: the target sets' files are readable Megatron prefixes
-    (the domains' are read by the catalogue), so no proxy finds it out after launch."""
+    (the domains' are read by the catalogue), and (given the catalogue) every validation part
+    and target set holds ``proxy.num_eval_tokens``, so no proxy finds it out after launch."""
+    if catalogue is not None:
+        stages.check_proxy_data(study, catalogue)
+        return
     proxy = study.require("proxy")
     for name, prefixes in proxy.targets.items():
         for prefix in prefixes:
@@ -365,7 +369,7 @@ def run_pipeline(
                 on_stage(stage.name, "skipped", 0.0)
             continue
         if stage.name in PROXY_STAGES and not checked:
-            check_proxy_data(study)
+            check_proxy_data(study, ctx.catalogue)
             checked = True
         for name in stage.outputs:
             for leftover in remove_stale_temps(getattr(layout, name)):

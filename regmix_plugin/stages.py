@@ -158,6 +158,15 @@ def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any
     }
 
 
+def check_proxy_data(study: StudyConfig, catalogue: Catalogue) -> None:
+    """Before any proxy launches: the target sets are readable prefixes, and every domain's
+    validation part and every target set holds ``proxy.num_eval_tokens`` (a DataError naming
+    the setting otherwise), so no proxy finds it out after launch and is retried for it."""
+    from regmix_plugin.proxy.data import check_eval_data
+
+    check_eval_data(study.require("proxy"), catalogue)
+
+
 def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:
     """The sweep's plan (nothing written): one run per row of the mixtures table."""
     from regmix_plugin.sweep.runner import make_plan
@@ -195,6 +204,7 @@ def sweep(
     """``sweep``: train one proxy per mixture through the configured launcher."""
     from regmix_plugin.sweep.runner import run_sweep
 
+    check_proxy_data(study, catalogue)
     plan = plan_sweep(study, layout, catalogue)
     return run_sweep(plan, force_mix=force_mix, progress=progress)
 

@@ -367,3 +367,48 @@ def build_eval_sets(cfg: ProxyConfig, catalogue: Catalogue, cache: Path) -> list
             )
         )
     return sets
+
+
+def _num_samples(tokens: int, seq_length: int) -> int:
+    """Samples megatron-core's ``GPTDataset`` makes of one epoch of ``tokens`` tokens (one extra
+    token per sample, the last partial sample dropped: its ``__len__``)."""
+    return max(0, (tokens - 1) // seq_length)
+
+
+def check_eval_data(cfg: ProxyConfig, catalogue: Catalogue) -> None:
+    """Before any proxy launches: every domain's validation part and every target set hold the
+    ``proxy.num_eval_tokens`` each proxy evaluates on (from the ``.idx`` files alone; the same
+    count :func:`build_eval_sets` finds after launch). Raises :class:`DataError` naming the
+    setting to change."""
+    need = cfg.num_eval_tokens // cfg.seq_length
+    for domain in catalogue.domains:
+        if domain.is_planning:
+            continue  # build_eval_sets names it; no data to count
+        have = 0
+        for prefix in domain.prefixes:
+            s = split_prefix(prefix, cfg.split)
+            if s.valid_tokens > cfg.seq_length:
+                have += _num_samples(s.valid_tokens, cfg.seq_length)
+        if have < need:
+            raise DataError(
+                f"domain {domain.name!r}: the validation part under proxy.split {cfg.split!r} "
+                f"holds {have} samples of proxy.seq_length = {cfg.seq_length} tokens, but "
+                f"proxy.num_eval_tokens = {cfg.num_eval_tokens} needs {need}; lower "
+                "proxy.num_eval_tokens, raise the validation share of proxy.split or give the "
+                "domain more data (checked before any proxy launches)"
+            )
+    for name, prefixes in cfg.targets.items():
+        have = 0
+        for prefix in prefixes:
+            try:
+                counts = read_index_counts(prefix)
+            except DataError as exc:
+                raise DataError(f"proxy.targets.{name}: {exc}") from None
+            have += _num_samples(counts.num_tokens, cfg.seq_length)
+        if have < need:
+            raise DataError(
+                f"proxy.targets.{name}: the target set holds {have} samples of "
+                f"proxy.seq_length = {cfg.seq_length} tokens, but proxy.num_eval_tokens = "
+                f"{cfg.num_eval_tokens} needs {need}; lower proxy.num_eval_tokens or give the "
+                "target set more data (checked before any proxy launches)"
+            )
