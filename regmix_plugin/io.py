@@ -90,3 +90,26 @@ def check_output_path(path: str | os.PathLike[str], setting: str) -> None:
                 f"{setting} {str(p)!r} lies under {str(parent)!r}, which is a file, not a folder; "
                 "choose another path"
             )
+
+
+def append_json_line(path: str | os.PathLike[str], record: Any) -> None:
+    """Append ``record`` as one JSON line to the log file ``path`` (created if absent).
+
+    For logs only (timings): a line cut by a kill is skipped by :func:`read_json_lines`.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[Any]:
+    """The records of a JSON-lines log (none when it is absent); unreadable lines are skipped."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out

@@ -42,8 +42,8 @@ from regmix_plugin.config import to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, RegMixError
 from regmix_plugin.fingerprint import fingerprint as content_fingerprint
-from regmix_plugin.io import atomic_open, atomic_write_json
-from regmix_plugin.layout import METRICS_FILE
+from regmix_plugin.io import append_json_line, atomic_open, atomic_write_json, read_json_lines
+from regmix_plugin.layout import METRICS_FILE, TIMINGS_FILE
 from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.tables import read_table
 
@@ -146,15 +146,24 @@ def train_proxy(
         # The training blend's caches serve this proxy only (its resume after a kill, which
         # never reaches this line); done or failed, they go.
         shutil.rmtree(train_cache, ignore_errors=True)
+    timing = proxy_timings(out)
     log.info(
         "%s: mixture %s trained on %d tokens in %.1f s (%.0f tokens/s)",
         out,
         mixture_id,
         result["num_tokens_trained"],
-        result["wall_time_s"],
-        result["tokens_per_second"],
+        timing.get("wall_time_s", math.nan),
+        timing.get("tokens_per_second", math.nan),
     )
     return result
+
+
+def proxy_timings(out_dir: str | Path) -> dict[str, Any]:
+    """The last training's timings of a proxy folder (``wall_time_s``, ``train_time_s``,
+    ``tokens_per_second``), from its timings log: ``metrics.json`` holds no timings, so two
+    trainings of the same proxy write the same bytes. Empty when none was logged."""
+    lines = [r for r in read_json_lines(Path(out_dir) / TIMINGS_FILE) if r.get("event") == "proxy"]
+    return dict(lines[-1]) if lines else {}
 
 
 def _write_failure(out: Path, mixture_id: str, fp: str, failure: str) -> None:
@@ -209,11 +218,6 @@ def _train_and_evaluate(
             "num_tokens_trained": trainer.step * cfg.tokens_per_step,
             "metrics": metrics_values,
             "train_loss": trainer.curve,
-            "wall_time_s": trainer.elapsed_before + time.perf_counter() - started,
-            "train_time_s": trainer.train_time_s,
-            "tokens_per_second": trainer.step
-            * cfg.tokens_per_step
-            / max(trainer.train_time_s, 1e-9),
             "realised_tokens": trainer.realised_tokens(catalogue.names),
             "realised_samples": {
                 p: int(n) for p, n in zip(train_data.prefixes, trainer.counts, strict=True)
@@ -234,6 +238,20 @@ def _train_and_evaluate(
             "complete": True,
         }
         if rt.is_main:
+            # Timings go to the run's timings log, never into metrics.json (byte-identical).
+            append_json_line(
+                out / TIMINGS_FILE,
+                {
+                    "event": "proxy",
+                    "mixture_id": mixture_id,
+                    "wall_time_s": trainer.elapsed_before + time.perf_counter() - started,
+                    "train_time_s": trainer.train_time_s,
+                    "tokens_per_second": trainer.step
+                    * cfg.tokens_per_step
+                    / max(trainer.train_time_s, 1e-9),
+                    "resumed_from_step": trainer.resumed_from,
+                },
+            )
             atomic_write_json(out / METRICS_FILE, result)
             if not cfg.keep_checkpoint:
                 (out / CHECKPOINT_FILE).unlink(missing_ok=True)
