@@ -22,6 +22,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
     target = Path(path)
+    if target.is_dir():
+        raise ConfigError(
+            f"cannot write the file {str(target)!r}: it is a folder; choose a file path"
+        )
+    check_output_path(target, "the output path")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -78,6 +83,15 @@ def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
                 p.unlink()
         removed.append(p)
     return removed
+
+
+def check_output_folder(path: str | os.PathLike[str], setting: str) -> None:
+    """An output folder must not be a file, nor lie under one: a ConfigError naming ``setting``
+    (``--out``), before anything is written, rather than an OSError half-way."""
+    p = Path(path)
+    check_output_path(p, setting)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{setting} {str(p)!r} is a file, not a folder; choose a folder path")
 
 
 def check_output_path(path: str | os.PathLike[str], setting: str) -> None:

@@ -556,11 +556,21 @@ def read_prior_file(path: str | Path) -> dict[str, float]:
     data: Any = load_yaml(path)
     if isinstance(data, dict) and isinstance(data.get("weights"), dict):
         data = data["weights"]
+    if not data:
+        raise DataError(f"{path}: expected a mapping of domain: share")
     out = {}
     for name, v in data.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise DataError(f"{path}: share of {name!r} is {v!r}, not a number")
         out[str(name)] = float(v)
+    total = sum(out.values())
+    if not all(math.isfinite(v) and v > 0 for v in out.values()) or (
+        abs(total - 1) > PRIOR_SUM_TOLERANCE
+    ):
+        raise DataError(
+            f"{path}: the shares must be finite, > 0 and sum to 1 (they sum to {total!r}); "
+            "fix the file, nothing is renormalised silently"
+        )
     return out
 
 

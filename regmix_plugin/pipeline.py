@@ -352,15 +352,21 @@ def run_pipeline(
     selected = select_stages(study, start, stop)
     check_plan(study, selected)
     layout = study.layout
+    ctx = Context(study, layout, progress)
+    checked = False
+    if study.synthetic is None and {s.name for s in selected} & PROXY_STAGES:
+        # The data is there already: check it before anything is written or run.
+        todo = [s for s in selected if s.name in PROXY_STAGES]
+        if force or not all(stage_is_done(s, ctx) for s in todo):
+            check_proxy_data(study, ctx.catalogue)
+            checked = True
     layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.resolved_config, resolved_yaml(study))
     atomic_write_json(
         layout.run_info,
         {"config_path": str(study.config_path), "overrides": list(study.overrides)},
     )
-    ctx = Context(study, layout, progress)
     outcome: dict[str, str] = {}
-    checked = False
     for stage in selected:
         if not force and stage_is_done(stage, ctx):
             log.info("stage %s: done before, skipped", stage.name)

@@ -42,6 +42,7 @@ from regmix_plugin.evaluate import (
 from regmix_plugin.io import (
     atomic_write_json,
     atomic_write_text,
+    check_output_folder,
     check_output_path,
     remove_stale_temps,
 )
@@ -228,6 +229,32 @@ def read_weights_table(path: Path, domains: Sequence[str] | None = None) -> Tabl
     return table
 
 
+def read_results_table(path: Path, mixtures: Table, mixtures_path: Path) -> Table:
+    """A results table, checked: a readable file with rows, some of them mixtures of
+    ``mixtures`` (the one check ``fit`` and ``optimize`` share; a DataError names both files)."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"results table {str(path)!r} is a folder; pass the CSV file")
+    table = read_table(path)
+    if not table.ids:
+        raise DataError(
+            f"{path} has no results (a header and no rows); collect them with `regmix collect`"
+        )
+    if not set(table.ids) & set(mixtures.ids):
+        raise DataError(
+            f"no mixture of {mixtures_path} (e.g. {mixtures.ids[:3]}) has a row in {path} (e.g. "
+            f"{table.ids[:3]}); the results belong to other mixtures: collect the results of "
+            "this sweep, or pass its mixtures table"
+        )
+    return table
+
+
+def _optional_input(path: Path, what: str) -> bool:
+    """Whether an optional input file is there; something else in its place is an error."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"the {what} {str(path)!r} is not a file; pass the CSV file or remove it")
+    return path.is_file()
+
+
 def fit(
     study: StudyConfig,
     layout: RunLayout,
@@ -242,7 +269,7 @@ def fit(
     remove_stale_temps(layout.model_dir)
     names = None if catalogue is None else catalogue.names
     mixtures = read_weights_table(layout.mixtures, names)
-    results = read_table(layout.results)
+    results = read_results_table(layout.results, mixtures, layout.mixtures)
     # Replicate runs (the same mixture, other seeds) give each target's seed noise; a run that
     # has no result leaves its group (a group needs two results).
     present = set(mixtures.ids) & set(results.ids)
@@ -275,11 +302,11 @@ def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any
     upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
     model = load_model(layout.model_dir)
     observed = None
-    if layout.mixtures.is_file() and layout.results.is_file():
+    has_mixtures = _optional_input(layout.mixtures, "mixtures table")
+    if _optional_input(layout.results, "results table") and has_mixtures:
         mixtures = read_weights_table(layout.mixtures, names)
-        observed = observed_rows(
-            model, config.target, mixtures, read_table(layout.results), str(layout.results)
-        )
+        results = read_results_table(layout.results, mixtures, layout.mixtures)
+        observed = observed_rows(model, config.target, mixtures, results, str(layout.results))
     result = choose(
         model, prior_vector(config, catalogue), names, lower, upper, config, observed=observed
     )
@@ -302,6 +329,7 @@ def emit(
 
     if (mixture is None) == (weights_path is None):
         raise ConfigError("give exactly one of a mixture id (--mixture) or a weights file")
+    check_output_folder(out_dir, "the blend folder (--out)")
     if weights_path is not None:
         weights = load_weights_yaml(weights_path)
         source = f"weights {weights_path.name}"
@@ -610,10 +638,30 @@ def _transfer_subset(
     return spread_subset(ids, values, cfg.num_mixtures), by
 
 
+def check_report_inputs(layout: RunLayout, catalogue: Catalogue | None = None) -> None:
+    """Before the report writes anything: each artifact it reads that is there passes its
+    kind's validator (the mixtures table, the model folder, ``weights.yaml``), so a damaged one
+    is a DataError naming it, not a report of it; missing ones leave their sections out."""
+    from regmix_plugin.regression import load_model
+
+    names = None if catalogue is None else list(catalogue.names)
+    if _optional_input(layout.mixtures, "mixtures table"):
+        names = names or read_weights_table(layout.mixtures).columns
+        read_weights_table(layout.mixtures, names)
+    if layout.model_dir.exists():
+        model = load_model(layout.model_dir)
+        names = names or list(model.domains)
+    if layout.weights.exists():
+        weights = load_weights_yaml(layout.weights)
+        row = Table("mixture", ["weights"], list(weights), np.array([list(weights.values())]))
+        check_weights_table(row, layout.weights, domains=names)
+
+
 def report(
     study: StudyConfig, layout: RunLayout, catalogue: Catalogue | None = None
 ) -> tuple[Path, Path]:
-    """``report``: the HTML report and its Markdown twin."""
+    """``report``: the HTML report and its Markdown twin (its inputs checked first)."""
     from regmix_plugin.report import write_report
 
+    check_report_inputs(layout, catalogue)
     return write_report(layout, study.report, catalogue=catalogue)

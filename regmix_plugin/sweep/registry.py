@@ -73,10 +73,11 @@ def run_folder(sweep_dir: str | os.PathLike[str], mixture_id: str) -> Path:
 def resolve_sweep_dir(path: str | os.PathLike[str]) -> Path:
     """Accept a sweep folder or a study's run_dir (holding ``sweep/``); fail with what was seen."""
     p = Path(path)
-    if (p / SWEEP_FILE).is_file():
-        return p
-    if (RunLayout(p).sweep_dir / SWEEP_FILE).is_file():
-        return RunLayout(p).sweep_dir
+    for sweep_dir in (p, RunLayout(p).sweep_dir):
+        if (sweep_dir / SWEEP_FILE).is_file():
+            if not isinstance(read_json(sweep_dir / SWEEP_FILE), dict):
+                raise DataError(f"{sweep_dir / SWEEP_FILE}: not a sweep record (a JSON object)")
+            return sweep_dir
     if not p.exists():
         raise DataError(f"{str(p)!r} does not exist; pass a sweep folder (<run_dir>/sweep)")
     raise DataError(
@@ -89,7 +90,7 @@ def read_json(path: Path) -> Any:
     """Read a JSON file written by the registry; a corrupt one is a DataError naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc}); delete it to rerun this unit") from exc
 
 
@@ -183,7 +184,12 @@ def read_run(sweep_dir: str | os.PathLike[str], mixture_id: str) -> RunRecord:
     folder = run_folder(sweep_dir, mixture_id)
     attempts: list[dict[str, Any]] = []
     if (folder / ATTEMPTS_FILE).is_file():
-        attempts = list(read_json(folder / ATTEMPTS_FILE))
+        attempts = read_json(folder / ATTEMPTS_FILE)
+        if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+            raise DataError(
+                f"{folder / ATTEMPTS_FILE}: not a list of attempt records; delete it to rerun "
+                "this unit"
+            )
     submitted = read_json(folder / SUBMITTED_FILE) if (folder / SUBMITTED_FILE).is_file() else {}
     rec = RunRecord(
         mixture_id, "pending", num_attempts=len(attempts), job_id=submitted.get("job_id")
