@@ -85,6 +85,21 @@ def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def remove_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_open` left inside ``folder`` when a writer was
+    killed (``.<name>.*.tmp``); returns what it removed."""
+    f = Path(folder)
+    if not f.is_dir():
+        return []
+    removed = []
+    for p in sorted(f.glob(".*.tmp")):
+        if p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+            removed.append(p)
+    return removed
+
+
 def check_output_folder(path: str | os.PathLike[str], setting: str) -> None:
     """An output folder must not be a file, nor lie under one: a ConfigError naming ``setting``
     (``--out``), before anything is written, rather than an OSError half-way."""

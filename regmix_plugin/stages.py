@@ -45,6 +45,7 @@ from regmix_plugin.io import (
     check_output_folder,
     check_output_path,
     remove_stale_temps,
+    remove_stale_temps_in,
 )
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
@@ -297,6 +298,8 @@ def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any
     from regmix_plugin.regression import load_model
 
     config = study.optimize
+    for leftover in remove_stale_temps(layout.weights):
+        log.info("optimize: removed %s, left by a killed earlier run", leftover)
     names = list(catalogue.names)
     lower, upper = bound_arrays(names, config)
     upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
@@ -330,6 +333,8 @@ def emit(
     if (mixture is None) == (weights_path is None):
         raise ConfigError("give exactly one of a mixture id (--mixture) or a weights file")
     check_output_folder(out_dir, "the blend folder (--out)")
+    for leftover in remove_stale_temps_in(out_dir):
+        log.info("emit: removed %s, left by a killed earlier run", leftover)
     if weights_path is not None:
         weights = load_weights_yaml(weights_path)
         source = f"weights {weights_path.name}"

@@ -37,7 +37,7 @@ import numpy as np
 from regmix_plugin.blending.apportionment import apportion
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import DataError
-from regmix_plugin.indexed import read_index_counts
+from regmix_plugin.indexed import read_index_counts, read_sequence_lengths
 from regmix_plugin.io import atomic_write_json
 from regmix_plugin.proxy.config import ProxyConfig, parse_split
 
@@ -130,13 +130,8 @@ class PrefixSplit:
 
 def split_prefix(prefix: str, split: str) -> PrefixSplit:
     """Apply ``split`` to ``prefix`` the way megatron-core does (rounded document fractions)."""
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-    read_index_counts(prefix)  # a clear DataError for missing, truncated or mismatched files
-    # Keep the dataset alive while copying: its __del__ closes the memory map under the view.
-    indexed = IndexedDataset(prefix, multimodal=False)
-    lengths = np.array(indexed.sequence_lengths, dtype=np.int64)
-    del indexed
+    # The one .idx reader: a clear DataError for missing, truncated or mismatched files.
+    lengths = read_sequence_lengths(prefix)
     n = int(lengths.shape[0])
     shares = parse_split(split)
     bounds = np.cumsum([0.0, *shares])
