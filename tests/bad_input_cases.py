@@ -922,25 +922,25 @@ SINGLE: list[Case] = [
     Case(
         "run/target_missing",
         ("run", CFG, "--from", "sweep", "--to", "sweep"),
-        set_key("proxy.targets", {"t": ["data/nowhere_text_document"]}),
+        both(set_key("proxy.targets", {"t": ["data/nowhere_text_document"]}), remove("run/sweep")),
         r"proxy\.targets",
     ),
     Case(
         "run/eval_too_large",
         ("run", CFG, "--from", "sweep", "--to", "sweep"),
-        set_key("proxy.num_eval_tokens", 10**6),
+        both(set_key("proxy.num_eval_tokens", 10**6), remove("run/sweep")),
         r"proxy\.num_eval_tokens",
     ),
     Case(
         "sweep/target_missing",
         ("sweep", CFG),
-        set_key("proxy.targets", {"t": ["data/nowhere_text_document"]}),
+        both(set_key("proxy.targets", {"t": ["data/nowhere_text_document"]}), remove("run/sweep")),
         r"proxy\.targets",
     ),
     Case(
         "sweep/eval_too_large",
         ("sweep", CFG),
-        set_key("proxy.num_eval_tokens", 10**6),
+        both(set_key("proxy.num_eval_tokens", 10**6), remove("run/sweep")),
         r"proxy\.num_eval_tokens",
     ),
     Case(
