@@ -271,7 +271,10 @@ def _aligned(
             f"the prior must be finite and > 0 for every domain, got {_as_dict(domains, prior)}"
         )
     if abs(prior.sum() - 1.0) > PRIOR_SUM_TOLERANCE:
-        raise DataError(f"the prior sums to {prior.sum():.9g}, not 1; fix the prior's shares")
+        raise DataError(
+            f"the prior (optimize.prior, or the --prior file) sums to {prior.sum():.9g}, not 1; "
+            "fix the prior's shares"
+        )
     check_bounds(domains, lower, upper)
     return domains, prior, lower, upper
 
@@ -563,14 +566,6 @@ def read_prior_file(path: str | Path) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise DataError(f"{path}: share of {name!r} is {v!r}, not a number")
         out[str(name)] = float(v)
-    total = sum(out.values())
-    if not all(math.isfinite(v) and v > 0 for v in out.values()) or (
-        abs(total - 1) > PRIOR_SUM_TOLERANCE
-    ):
-        raise DataError(
-            f"{path}: the shares must be finite, > 0 and sum to 1 (they sum to {total!r}); "
-            "fix the file, nothing is renormalised silently"
-        )
     return out
 
 

@@ -821,7 +821,7 @@ SINGLE: list[Case] = [
             "{w}/out/w.yaml",
         ),
         write_text("prior.yaml", "a: 0.5\nb: 0.9\nc: 0.1\n"),
-        r"prior\.yaml",
+        r"--prior|optimize\.prior",
     ),
     Case(
         "optimize/prior_unknown_domain",

@@ -384,6 +384,13 @@ def check_eval_data(cfg: ProxyConfig, catalogue: Catalogue) -> None:
             s = split_prefix(prefix, cfg.split)
             if s.valid_tokens > cfg.seq_length:
                 have += _num_samples(s.valid_tokens, cfg.seq_length)
+        if have == 0:
+            raise DataError(
+                f"domain {domain.name!r} has no validation split: proxy.split {cfg.split!r} "
+                f"leaves none of its {domain.num_documents} documents in {len(domain.prefixes)} "
+                f"prefix(es) a validation part of more than proxy.seq_length = {cfg.seq_length} "
+                "tokens; raise the validation share of proxy.split or give the domain more data"
+            )
         if have < need:
             raise DataError(
                 f"domain {domain.name!r}: the validation part under proxy.split {cfg.split!r} "

@@ -653,6 +653,6 @@ def mixture_weights(
     table = read_table(path)
     check_weights_table(table, path, domains=domains)
     if mixture_id not in table.ids:
-        raise DataError(f"{path}: no mixture {mixture_id!r} ({len(table.ids)} rows)")
+        raise DataError(f"{path}: id {mixture_id!r} not found in the table ({len(table.ids)} rows)")
     row = table.row(mixture_id)
     return {name: float(w) for name, w in zip(table.columns, row, strict=True)}
