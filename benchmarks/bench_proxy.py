@@ -211,7 +211,7 @@ def bench_train_proxy(cfg_section: dict[str, Any], args: argparse.Namespace) -> 
     """Tokens per second of the whole ``train_proxy`` on a real corpus written to a temp dir."""
     from regmix_plugin.corpus import write_indexed_dataset
     from regmix_plugin.domains import load_catalogue
-    from regmix_plugin.proxy.train import train_proxy
+    from regmix_plugin.proxy.train import proxy_timings, train_proxy
     from regmix_plugin.study import study_from_dict
 
     rng = np.random.default_rng(0)
@@ -244,10 +244,8 @@ def bench_train_proxy(cfg_section: dict[str, Any], args: argparse.Namespace) -> 
         weights = {"a": 0.5, "b": 0.3, "c": 0.2}
         runs = []
         for r in range(args.repeats):
-            m = train_proxy(
-                typed.require("proxy"), catalogue, weights, f"bench{r}", Path(tmp) / str(r)
-            )
-            runs.append(m["tokens_per_second"])
+            train_proxy(typed.require("proxy"), catalogue, weights, f"bench{r}", Path(tmp) / str(r))
+            runs.append(proxy_timings(Path(tmp) / str(r))["tokens_per_second"])
         return {"train_proxy_tokens_per_s": statistics.median(runs), "runs": runs}
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from regmix_plugin.sweep.registry import attempt_times
+
 REPO = Path(__file__).resolve().parents[1]
 PROXY_MINUTE_S = 60.0
 DOMAINS = ("a", "b", "c")
@@ -102,8 +104,8 @@ def _one(launcher: str, num_proxies: int, env: dict[str, str] | None) -> dict[st
         if proc.returncode != 0:
             raise RuntimeError(f"sweep failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         own = []
-        for attempts in (root / "run" / "sweep" / "runs").glob("*/attempts.json"):
-            own += [a["duration_s"] for a in json.loads(attempts.read_text())]
+        for folder in (root / "run" / "sweep" / "runs").iterdir():
+            own += [t["duration_s"] for t in attempt_times(folder).values() if "duration_s" in t]
         assert len(own) == num_proxies, own
         overhead = (wall - sum(own)) / num_proxies
         return {

@@ -230,7 +230,10 @@ def train_cmd(config: Path, mixture: str, out: Path, *, nproc: int = 0) -> list[
 
 
 def read_metrics(out: Path) -> dict[str, Any]:
-    return dict(json.loads((out / "metrics.json").read_text()))
+    """A proxy's metrics.json with its timings (from the run's timings log) merged in."""
+    from regmix_plugin.proxy.train import proxy_timings
+
+    return {**json.loads((out / "metrics.json").read_text()), **proxy_timings(out)}
 
 
 def _close(a: dict[str, float], b: dict[str, float]) -> tuple[bool, float]:

@@ -118,3 +118,14 @@ def read_index_counts(prefix: str | os.PathLike[str]) -> IndexCounts:
         num_tokens=num_tokens,
         token_bytes=token_bytes,
     )
+
+
+def read_sequence_lengths(prefix: str | os.PathLike[str]) -> np.ndarray:
+    """The sequence lengths (int64) of a Megatron prefix, from its ``.idx`` file, after
+    :func:`read_index_counts` has checked the pair (no megatron-core import, no log lines)."""
+    counts = read_index_counts(prefix)
+    idx = Path(f"{prefix}.idx")
+    with idx.open("rb") as f:
+        f.seek(_IDX_HEADER_BYTES)
+        raw = f.read(4 * counts.num_sequences)
+    return np.frombuffer(raw, dtype=np.int32).astype(np.int64)

@@ -22,6 +22,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
     target = Path(path)
+    if target.is_dir():
+        raise ConfigError(
+            f"cannot write the file {str(target)!r}: it is a folder; choose a file path"
+        )
+    check_output_path(target, "the output path")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -80,6 +85,30 @@ def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def remove_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_open` left inside ``folder`` when a writer was
+    killed (``.<name>.*.tmp``); returns what it removed."""
+    f = Path(folder)
+    if not f.is_dir():
+        return []
+    removed = []
+    for p in sorted(f.glob(".*.tmp")):
+        if p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+            removed.append(p)
+    return removed
+
+
+def check_output_folder(path: str | os.PathLike[str], setting: str) -> None:
+    """An output folder must not be a file, nor lie under one: a ConfigError naming ``setting``
+    (``--out``), before anything is written, rather than an OSError half-way."""
+    p = Path(path)
+    check_output_path(p, setting)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{setting} {str(p)!r} is a file, not a folder; choose a folder path")
+
+
 def check_output_path(path: str | os.PathLike[str], setting: str) -> None:
     """An output path must not lie under an existing file (``--out model.yaml/x``), and must
     not itself be a folder when a file is written there."""
@@ -90,3 +119,26 @@ def check_output_path(path: str | os.PathLike[str], setting: str) -> None:
                 f"{setting} {str(p)!r} lies under {str(parent)!r}, which is a file, not a folder; "
                 "choose another path"
             )
+
+
+def append_json_line(path: str | os.PathLike[str], record: Any) -> None:
+    """Append ``record`` as one JSON line to the log file ``path`` (created if absent).
+
+    For logs only (timings): a line cut by a kill is skipped by :func:`read_json_lines`.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[Any]:
+    """The records of a JSON-lines log (none when it is absent); unreadable lines are skipped."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out

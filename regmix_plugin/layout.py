@@ -45,6 +45,9 @@ ATTEMPTS_FILE = "attempts.json"
 SUBMITTED_FILE = "submitted.json"
 COMMAND_FILE = "command.json"
 LOG_FILE = "train.log"
+#: A run folder's timings log (JSON lines: each attempt's start and end, host, pid and job, the
+#: proxy's wall and training seconds and tokens/s). A log: the run's artifacts hold no timings.
+TIMINGS_FILE = "timings.jsonl"
 WORKER_LOG_FILE = "worker.log"
 METRICS_FILE = "metrics.json"
 BLEND_FILE = "blend.yaml"

@@ -303,7 +303,10 @@ def _aligned(
             f"the prior must be finite and > 0 for every domain, got {_as_dict(domains, prior)}"
         )
     if abs(prior.sum() - 1.0) > PRIOR_SUM_TOLERANCE:
-        raise DataError(f"the prior sums to {prior.sum():.9g}, not 1; fix the prior's shares")
+        raise DataError(
+            f"the prior (optimize.prior, or the --prior file) sums to {prior.sum():.9g}, not 1; "
+            "fix the prior's shares"
+        )
     check_bounds(domains, lower, upper)
     return domains, prior, lower, upper
 
@@ -676,6 +679,8 @@ def read_prior_file(path: str | Path) -> dict[str, float]:
     data: Any = load_yaml(path)
     if isinstance(data, dict) and isinstance(data.get("weights"), dict):
         data = data["weights"]
+    if not data:
+        raise DataError(f"{path}: expected a mapping of domain: share")
     out = {}
     for name, v in data.items():
         if isinstance(v, bool) or not isinstance(v, int | float):

@@ -290,9 +290,13 @@ def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
         stages.larger_proxy(study)
 
 
-def check_proxy_data(study: StudyConfig) -> None:
+def check_proxy_data(study: StudyConfig, catalogue: Catalogue | None = None) -> None:
     """Before the first proxy starts: the target sets' files are readable Megatron prefixes
-    (the domains' are read by the catalogue), so no proxy finds it out after launch."""
+    (the domains' are read by the catalogue), and (given the catalogue) every validation part
+    and target set holds ``proxy.num_eval_tokens``, so no proxy finds it out after launch."""
+    if catalogue is not None:
+        stages.check_proxy_data(study, catalogue)
+        return
     proxy = study.require("proxy")
     for name, prefixes in proxy.targets.items():
         for prefix in prefixes:
@@ -353,15 +357,21 @@ def run_pipeline(
     selected = select_stages(study, start, stop)
     check_plan(study, selected)
     layout = study.layout
+    ctx = Context(study, layout, progress)
+    checked = False
+    if study.synthetic is None and {s.name for s in selected} & PROXY_STAGES:
+        # The data is there already: check it before anything is written or run.
+        todo = [s for s in selected if s.name in PROXY_STAGES]
+        if force or not all(stage_is_done(s, ctx) for s in todo):
+            check_proxy_data(study, ctx.catalogue)
+            checked = True
     layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.resolved_config, resolved_yaml(study))
     atomic_write_json(
         layout.run_info,
         {"config_path": str(study.config_path), "overrides": list(study.overrides)},
     )
-    ctx = Context(study, layout, progress)
     outcome: dict[str, str] = {}
-    checked = False
     for stage in selected:
         if not force and stage_is_done(stage, ctx):
             log.info("stage %s: done before, skipped", stage.name)
@@ -370,7 +380,7 @@ def run_pipeline(
                 on_stage(stage.name, "skipped", 0.0)
             continue
         if stage.name in PROXY_STAGES and not checked:
-            check_proxy_data(study)
+            check_proxy_data(study, ctx.catalogue)
             checked = True
         for name in stage.outputs:
             for leftover in remove_stale_temps(getattr(layout, name)):

@@ -42,8 +42,10 @@ from regmix_plugin.evaluate import (
 from regmix_plugin.io import (
     atomic_write_json,
     atomic_write_text,
+    check_output_folder,
     check_output_path,
     remove_stale_temps,
+    remove_stale_temps_in,
 )
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
@@ -170,6 +172,15 @@ def sweep_description(study: StudyConfig, catalogue: Catalogue) -> dict[str, Any
     }
 
 
+def check_proxy_data(study: StudyConfig, catalogue: Catalogue) -> None:
+    """Before any proxy launches: the target sets are readable prefixes, and every domain's
+    validation part and every target set holds ``proxy.num_eval_tokens`` (a DataError naming
+    the setting otherwise), so no proxy finds it out after launch and is retried for it."""
+    from regmix_plugin.proxy.data import check_eval_data
+
+    check_eval_data(study.require("proxy"), catalogue)
+
+
 def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:
     """The sweep's plan (nothing written): one run per row of the mixtures table."""
     from regmix_plugin.sweep.runner import make_plan
@@ -207,6 +218,7 @@ def sweep(
     """``sweep``: train one proxy per mixture through the configured launcher."""
     from regmix_plugin.sweep.runner import run_sweep
 
+    check_proxy_data(study, catalogue)
     plan = plan_sweep(study, layout, catalogue)
     return run_sweep(plan, force_mix=force_mix, progress=progress)
 
@@ -230,6 +242,32 @@ def read_weights_table(path: Path, domains: Sequence[str] | None = None) -> Tabl
     return table
 
 
+def read_results_table(path: Path, mixtures: Table, mixtures_path: Path) -> Table:
+    """A results table, checked: a readable file with rows, some of them mixtures of
+    ``mixtures`` (the one check ``fit`` and ``optimize`` share; a DataError names both files)."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"results table {str(path)!r} is a folder; pass the CSV file")
+    table = read_table(path)
+    if not table.ids:
+        raise DataError(
+            f"{path} has no results (a header and no rows); collect them with `regmix collect`"
+        )
+    if not set(table.ids) & set(mixtures.ids):
+        raise DataError(
+            f"no mixture of {mixtures_path} (e.g. {mixtures.ids[:3]}) has a row in {path} (e.g. "
+            f"{table.ids[:3]}); the results belong to other mixtures: collect the results of "
+            "this sweep, or pass its mixtures table"
+        )
+    return table
+
+
+def _optional_input(path: Path, what: str) -> bool:
+    """Whether an optional input file is there; something else in its place is an error."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"the {what} {str(path)!r} is not a file; pass the CSV file or remove it")
+    return path.is_file()
+
+
 def fit(
     study: StudyConfig,
     layout: RunLayout,
@@ -244,7 +282,7 @@ def fit(
     remove_stale_temps(layout.model_dir)
     names = None if catalogue is None else _columns(study, catalogue)
     mixtures = read_weights_table(layout.mixtures, names)
-    results = read_table(layout.results)
+    results = read_results_table(layout.results, mixtures, layout.mixtures)
     # Replicate runs (the same mixture, other seeds) give each target's seed noise; a run that
     # has no result leaves its group (a group needs two results).
     present = set(mixtures.ids) & set(results.ids)
@@ -274,14 +312,17 @@ def optimize(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any
     if _phased(study):
         return _optimize_schedule(study, layout, catalogue)
     config = study.optimize
+    for leftover in remove_stale_temps(layout.weights):
+        log.info("optimize: removed %s, left by a killed earlier run", leftover)
     names = list(catalogue.names)
     lower, upper = bound_arrays(names, config)
     upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
     model = load_model(layout.model_dir)
     observed = results = None
-    if layout.mixtures.is_file() and layout.results.is_file():
+    has_mixtures = _optional_input(layout.mixtures, "mixtures table")
+    if _optional_input(layout.results, "results table") and has_mixtures:
         mixtures = read_weights_table(layout.mixtures, names)
-        results = read_table(layout.results)
+        results = read_results_table(layout.results, mixtures, layout.mixtures)
         observed = observed_rows(model, config.target, mixtures, results, str(layout.results))
     result = choose(
         model,
@@ -312,6 +353,9 @@ def emit(
 
     if (mixture is None) == (weights_path is None):
         raise ConfigError("give exactly one of a mixture id (--mixture) or a weights file")
+    check_output_folder(out_dir, "the blend folder (--out)")
+    for leftover in remove_stale_temps_in(out_dir):
+        log.info("emit: removed %s, left by a killed earlier run", leftover)
     if weights_path is not None:
         weights = load_weights_yaml(weights_path)
         source = f"weights {weights_path.name}"
@@ -641,12 +685,32 @@ def _transfer_subset(
     return spread_subset(ids, values, cfg.num_mixtures), by
 
 
+def check_report_inputs(layout: RunLayout, catalogue: Catalogue | None = None) -> None:
+    """Before the report writes anything: each artifact it reads that is there passes its
+    kind's validator (the mixtures table, the model folder, ``weights.yaml``), so a damaged one
+    is a DataError naming it, not a report of it; missing ones leave their sections out."""
+    from regmix_plugin.regression import load_model
+
+    names = None if catalogue is None else list(catalogue.names)
+    if _optional_input(layout.mixtures, "mixtures table"):
+        names = names or read_weights_table(layout.mixtures).columns
+        read_weights_table(layout.mixtures, names)
+    if layout.model_dir.exists():
+        model = load_model(layout.model_dir)
+        names = names or list(model.domains)
+    if layout.weights.exists():
+        weights = load_weights_yaml(layout.weights)
+        row = Table("mixture", ["weights"], list(weights), np.array([list(weights.values())]))
+        check_weights_table(row, layout.weights, domains=names)
+
+
 def report(
     study: StudyConfig, layout: RunLayout, catalogue: Catalogue | None = None
 ) -> tuple[Path, Path]:
-    """``report``: the HTML report and its Markdown twin."""
+    """``report``: the HTML report and its Markdown twin (its inputs checked first)."""
     from regmix_plugin.report import write_report
 
+    check_report_inputs(layout, catalogue)
     return write_report(layout, study.report, catalogue=catalogue)
 
 

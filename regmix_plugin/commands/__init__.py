@@ -50,7 +50,9 @@ def configure_logging(*, verbose: bool, chatty: bool = False) -> None:
 def attach_log_file(path: Path) -> None:
     """Also write every log record (INFO and up, all libraries, warnings) to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    # delay: the file is created by the first record, so a command refused before it logs
+    # anything leaves no log file behind.
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
     handler.setLevel(logging.INFO)
     logging.getLogger().addHandler(handler)

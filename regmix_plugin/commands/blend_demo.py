@@ -22,7 +22,9 @@ def configure_blend_demo(parser: argparse.ArgumentParser) -> None:
 def command_blend_demo(args: argparse.Namespace) -> int:
     """Run the demo and print its table."""
     from regmix_plugin.blend_demo import format_table, run_blend_demo
+    from regmix_plugin.io import check_output_folder
 
+    check_output_folder(args.out, "--out")
     rows = run_blend_demo(Path(args.out))
     total = sum(r.realised for r in rows)
     say(f"Exact-ratio blend of {total} samples over {len(rows)} domains ({args.out}):\n")

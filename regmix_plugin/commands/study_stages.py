@@ -112,7 +112,8 @@ def command_train_proxy(args: argparse.Namespace) -> int:
             if args.mixtures
             else _layout_or_explain(study, "--mixtures and --out").mixtures
         )
-        weights = mixture_weights(table, args.mixture)
+        domains = list(stages.build_catalogue(study).names)
+        weights = mixture_weights(table, args.mixture, domains)
         mid = args.mixture
         seed += read_replicates(seeds_file(table)).seed_offset(mid)
     if args.seed is not None:
@@ -392,8 +393,9 @@ def command_report(args: argparse.Namespace) -> int:
         study = load_study(resolved, args.overrides)
         layout = RunLayout(root, study.sweep.mixtures, study.sweep.collect.results)
         catalogue = stages.build_catalogue(study) if study.domains is not None else None
-        html_path, md_path = write_report(layout, study.report, catalogue=catalogue)
+        html_path, md_path = stages.report(study, layout, catalogue)
     else:
+        stages.check_report_inputs(RunLayout(root))
         html_path, md_path = write_report(RunLayout(root), ReportConfig())
     say(f"wrote {html_path} and {md_path}")
     return 0

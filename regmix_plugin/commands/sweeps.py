@@ -225,12 +225,11 @@ def command_collect(args: argparse.Namespace) -> int:
     """``regmix collect DIR``: write the table; list missing runs on stderr."""
     from regmix_plugin.sweep.collect import collect_runs, default_results_path, write_results
     from regmix_plugin.sweep.config import CollectSettings
-    from regmix_plugin.tables import read_table
 
     if args.import_kind:
         return _collect_import(args)
     settings = load_study_args(args).sweep.collect if args.config else CollectSettings()
-    ids = list(read_table(args.mixtures).ids) if args.mixtures else None
+    ids = list(stages.read_weights_table(Path(args.mixtures)).ids) if args.mixtures else None
     source = Path(args.dir)
     collected = collect_runs(source, settings=settings, mixture_ids=ids)
     out = write_results(collected, args.out or default_results_path(source, settings))

@@ -38,7 +38,7 @@ from regmix_plugin.blending.apportionment import apportion
 from regmix_plugin.blending.phases import BlendSchedule, write_blend_schedule
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import DataError
-from regmix_plugin.indexed import read_index_counts
+from regmix_plugin.indexed import read_index_counts, read_sequence_lengths
 from regmix_plugin.io import atomic_write_json
 from regmix_plugin.layout import SCHEDULE_FILE
 from regmix_plugin.proxy.config import ProxyConfig, parse_split
@@ -132,13 +132,8 @@ class PrefixSplit:
 
 def split_prefix(prefix: str, split: str) -> PrefixSplit:
     """Apply ``split`` to ``prefix`` the way megatron-core does (rounded document fractions)."""
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-    read_index_counts(prefix)  # a clear DataError for missing, truncated or mismatched files
-    # Keep the dataset alive while copying: its __del__ closes the memory map under the view.
-    indexed = IndexedDataset(prefix, multimodal=False)
-    lengths = np.array(indexed.sequence_lengths, dtype=np.int64)
-    del indexed
+    # The one .idx reader: a clear DataError for missing, truncated or mismatched files.
+    lengths = read_sequence_lengths(prefix)
     n = int(lengths.shape[0])
     shares = parse_split(split)
     bounds = np.cumsum([0.0, *shares])
@@ -381,3 +376,55 @@ def build_eval_sets(cfg: ProxyConfig, catalogue: Catalogue, cache: Path) -> list
             )
         )
     return sets
+
+
+def _num_samples(tokens: int, seq_length: int) -> int:
+    """Samples megatron-core's ``GPTDataset`` makes of one epoch of ``tokens`` tokens (one extra
+    token per sample, the last partial sample dropped: its ``__len__``)."""
+    return max(0, (tokens - 1) // seq_length)
+
+
+def check_eval_data(cfg: ProxyConfig, catalogue: Catalogue) -> None:
+    """Before any proxy launches: every domain's validation part and every target set hold the
+    ``proxy.num_eval_tokens`` each proxy evaluates on (from the ``.idx`` files alone; the same
+    count :func:`build_eval_sets` finds after launch). Raises :class:`DataError` naming the
+    setting to change."""
+    need = cfg.num_eval_tokens // cfg.seq_length
+    for domain in catalogue.domains:
+        if domain.is_planning:
+            continue  # build_eval_sets names it; no data to count
+        have = 0
+        for prefix in domain.prefixes:
+            s = split_prefix(prefix, cfg.split)
+            if s.valid_tokens > cfg.seq_length:
+                have += _num_samples(s.valid_tokens, cfg.seq_length)
+        if have == 0:
+            raise DataError(
+                f"domain {domain.name!r} has no validation split: proxy.split {cfg.split!r} "
+                f"leaves none of its {domain.num_documents} documents in {len(domain.prefixes)} "
+                f"prefix(es) a validation part of more than proxy.seq_length = {cfg.seq_length} "
+                "tokens; raise the validation share of proxy.split or give the domain more data"
+            )
+        if have < need:
+            raise DataError(
+                f"domain {domain.name!r}: the validation part under proxy.split {cfg.split!r} "
+                f"holds {have} samples of proxy.seq_length = {cfg.seq_length} tokens, but "
+                f"proxy.num_eval_tokens = {cfg.num_eval_tokens} needs {need}; lower "
+                "proxy.num_eval_tokens, raise the validation share of proxy.split or give the "
+                "domain more data (checked before any proxy launches)"
+            )
+    for name, prefixes in cfg.targets.items():
+        have = 0
+        for prefix in prefixes:
+            try:
+                counts = read_index_counts(prefix)
+            except DataError as exc:
+                raise DataError(f"proxy.targets.{name}: {exc}") from None
+            have += _num_samples(counts.num_tokens, cfg.seq_length)
+        if have < need:
+            raise DataError(
+                f"proxy.targets.{name}: the target set holds {have} samples of "
+                f"proxy.seq_length = {cfg.seq_length} tokens, but proxy.num_eval_tokens = "
+                f"{cfg.num_eval_tokens} needs {need}; lower proxy.num_eval_tokens or give the "
+                "target set more data (checked before any proxy launches)"
+            )

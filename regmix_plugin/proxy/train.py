@@ -43,8 +43,8 @@ from regmix_plugin.config import to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, RegMixError
 from regmix_plugin.fingerprint import fingerprint as content_fingerprint
-from regmix_plugin.io import atomic_open, atomic_write_json
-from regmix_plugin.layout import METRICS_FILE
+from regmix_plugin.io import append_json_line, atomic_open, atomic_write_json, read_json_lines
+from regmix_plugin.layout import METRICS_FILE, TIMINGS_FILE
 from regmix_plugin.proxy.config import ProxyConfig
 from regmix_plugin.schedules import is_schedule, proxy_schedule
 from regmix_plugin.tables import read_table
@@ -157,15 +157,24 @@ def train_proxy(
         # The training blend's caches serve this proxy only (its resume after a kill, which
         # never reaches this line); done or failed, they go.
         shutil.rmtree(train_cache, ignore_errors=True)
+    timing = proxy_timings(out)
     log.info(
         "%s: mixture %s trained on %d tokens in %.1f s (%.0f tokens/s)",
         out,
         mixture_id,
         result["num_tokens_trained"],
-        result["wall_time_s"],
-        result["tokens_per_second"],
+        timing.get("wall_time_s", math.nan),
+        timing.get("tokens_per_second", math.nan),
     )
     return result
+
+
+def proxy_timings(out_dir: str | Path) -> dict[str, Any]:
+    """The last training's timings of a proxy folder (``wall_time_s``, ``train_time_s``,
+    ``tokens_per_second``), from its timings log: ``metrics.json`` holds no timings, so two
+    trainings of the same proxy write the same bytes. Empty when none was logged."""
+    lines = [r for r in read_json_lines(Path(out_dir) / TIMINGS_FILE) if r.get("event") == "proxy"]
+    return dict(lines[-1]) if lines else {}
 
 
 def _write_failure(out: Path, mixture_id: str, fp: str, failure: str) -> None:
@@ -192,10 +201,16 @@ def _train_and_evaluate(
     schedule: BlendSchedule | None = None,
 ) -> dict[str, Any]:
     """Build the data (under the cache locks), train, evaluate, write ``metrics.json``."""
-    from regmix_plugin.proxy.data import build_eval_sets, build_train_data, cache_guard
+    from regmix_plugin.proxy.data import (
+        build_eval_sets,
+        build_train_data,
+        cache_guard,
+        check_eval_data,
+    )
     from regmix_plugin.proxy.runtime import proxy_runtime
 
     started = time.perf_counter()
+    check_eval_data(cfg, catalogue)  # before any cache folder is made
     with cache_guard(train_cache):
         train_data = build_train_data(cfg, catalogue, blend, train_cache, schedule=schedule)
     if cfg.eval_cache_dir is not None:
@@ -205,7 +220,7 @@ def _train_and_evaluate(
     with cache_guard(eval_cache):
         eval_sets = build_eval_sets(cfg, catalogue, eval_cache)
     with proxy_runtime(cfg) as rt:
-        trainer = _Trainer(cfg, rt, train_data, out / CHECKPOINT_FILE, fp)
+        trainer = _Trainer(cfg, rt, train_data, out / CHECKPOINT_FILE, fp, out / TIMINGS_FILE)
         trainer.train()
         metrics_values = {s.key: trainer.evaluate(s) for s in eval_sets}
         diverged = {k: v for k, v in metrics_values.items() if not math.isfinite(v)}
@@ -221,11 +236,6 @@ def _train_and_evaluate(
             "num_tokens_trained": trainer.step * cfg.tokens_per_step,
             "metrics": metrics_values,
             "train_loss": trainer.curve,
-            "wall_time_s": trainer.elapsed_before + time.perf_counter() - started,
-            "train_time_s": trainer.train_time_s,
-            "tokens_per_second": trainer.step
-            * cfg.tokens_per_step
-            / max(trainer.train_time_s, 1e-9),
             "realised_tokens": trainer.realised_tokens(catalogue.names),
             "realised_samples": {
                 p: int(n) for p, n in zip(train_data.prefixes, trainer.counts, strict=True)
@@ -246,6 +256,20 @@ def _train_and_evaluate(
             "complete": True,
         }
         if rt.is_main:
+            # Timings go to the run's timings log, never into metrics.json (byte-identical).
+            append_json_line(
+                out / TIMINGS_FILE,
+                {
+                    "event": "proxy",
+                    "mixture_id": mixture_id,
+                    "wall_time_s": trainer.elapsed_before + time.perf_counter() - started,
+                    "train_time_s": trainer.train_time_s,
+                    "tokens_per_second": trainer.step
+                    * cfg.tokens_per_step
+                    / max(trainer.train_time_s, 1e-9),
+                    "resumed_from_step": trainer.resumed_from,
+                },
+            )
             atomic_write_json(out / METRICS_FILE, result)
             if not cfg.keep_checkpoint:
                 (out / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -277,13 +301,23 @@ def _lr_factor(cfg: ProxyConfig, step: int) -> float:
 class _Trainer:
     """The model, optimizer and loop of one proxy; its state is what the checkpoint holds."""
 
-    def __init__(self, cfg: ProxyConfig, rt: Any, data: Any, checkpoint: Path, fp: str) -> None:
+    def __init__(
+        self,
+        cfg: ProxyConfig,
+        rt: Any,
+        data: Any,
+        checkpoint: Path,
+        fp: str,
+        timings: Path | None = None,
+    ) -> None:
         import torch
 
         from regmix_plugin.proxy.cpu_compat import seed_model_parallel
         from regmix_plugin.proxy.model import build_model, layer_spec_name, uses_fused_loss
 
         self.cfg, self.rt, self.data, self.checkpoint_path, self.fp = cfg, rt, data, checkpoint, fp
+        # The run's timings log: a checkpoint's times go there, not into the checkpoint.
+        self.timings_path = timings
         per_rank = cfg.micro_batch_size * rt.world_size
         if cfg.global_batch_size % per_rank:
             raise ConfigError(
@@ -345,8 +379,6 @@ class _Trainer:
             "curve": self.curve,
             "interval": [self.interval_sum, self.interval_steps],
             "counts": self.counts.tolist(),
-            "train_time_s": self.train_time_s,
-            "elapsed_s": self.elapsed_before + time.perf_counter() - self._started,
         }
 
     def save_checkpoint(self) -> None:
@@ -358,6 +390,16 @@ class _Trainer:
         if self.rt.is_main:
             with atomic_open(self.checkpoint_path, "wb") as f:
                 torch.save(self._state(), f)
+            if self.timings_path is not None:
+                append_json_line(
+                    self.timings_path,
+                    {
+                        "event": "checkpoint",
+                        "step": self.step,
+                        "train_time_s": self.train_time_s,
+                        "elapsed_s": self.elapsed_before + time.perf_counter() - self._started,
+                    },
+                )
 
     def _load_checkpoint(self) -> None:
         import torch
@@ -393,9 +435,21 @@ class _Trainer:
         self.curve = [list(p) for p in state["curve"]]
         self.interval_sum, self.interval_steps = state["interval"]
         self.counts = np.asarray(state["counts"], dtype=np.int64)
-        self.train_time_s = float(state["train_time_s"])
-        self.elapsed_before = float(state["elapsed_s"])
+        self.train_time_s, self.elapsed_before = self._checkpoint_times(state)
         log.info("resuming from %s at step %d", self.checkpoint_path, self.step)
+
+    def _checkpoint_times(self, state: dict[str, Any]) -> tuple[float, float]:
+        """(training seconds, wall seconds) up to the loaded checkpoint: from the timings log
+        (the checkpoint holds no times, so it is byte-identical), else 0 (times are a log)."""
+        if "train_time_s" in state:  # checkpoints written before the timings log
+            return float(state["train_time_s"]), float(state.get("elapsed_s", 0.0))
+        logged = [] if self.timings_path is None else read_json_lines(self.timings_path)
+        lines = [
+            r for r in logged if r.get("event") == "checkpoint" and r.get("step") == state["step"]
+        ]
+        if not lines:
+            return 0.0, 0.0
+        return float(lines[-1]["train_time_s"]), float(lines[-1]["elapsed_s"])
 
     # -- training ---------------------------------------------------------------------------
 
@@ -601,8 +655,16 @@ class _Trainer:
         return float(total[0] / total[1])
 
 
-def mixture_weights(path: str | Path, mixture_id: str) -> dict[str, float]:
-    """The weights of one row of a mixtures table."""
+def mixture_weights(
+    path: str | Path, mixture_id: str, domains: list[str] | None = None
+) -> dict[str, float]:
+    """The weights of one row of a mixtures table (checked whole by the one validator, against
+    ``domains`` when given)."""
+    from regmix_plugin.tables import check_weights_table
+
     table = read_table(path)
+    check_weights_table(table, path, domains=domains)
+    if mixture_id not in table.ids:
+        raise DataError(f"{path}: id {mixture_id!r} not found in the table ({len(table.ids)} rows)")
     row = table.row(mixture_id)
     return {name: float(w) for name, w in zip(table.columns, row, strict=True)}

@@ -651,7 +651,7 @@ def load_model(path: str | Path) -> FittedModel:
         raise DataError(f"{str(p)!r} is not a model folder (no metadata.json); run `regmix fit`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{meta_path}: not valid JSON ({exc}); refit the model") from exc
     if meta.get("format_version") != FORMAT_VERSION:
         raise DataError(

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from regmix_plugin.errors import DataError
+from regmix_plugin.io import read_json_lines
 from regmix_plugin.layout import (
     ATTEMPTS_FILE,
     DONE_FILE,
@@ -46,6 +47,7 @@ from regmix_plugin.layout import (
     MIXTURES_FILE,
     SUBMITTED_FILE,
     SWEEP_FILE,
+    TIMINGS_FILE,
     RunLayout,
     sweep_run_folder,
     sweep_runs_dir,
@@ -71,10 +73,11 @@ def run_folder(sweep_dir: str | os.PathLike[str], mixture_id: str) -> Path:
 def resolve_sweep_dir(path: str | os.PathLike[str]) -> Path:
     """Accept a sweep folder or a study's run_dir (holding ``sweep/``); fail with what was seen."""
     p = Path(path)
-    if (p / SWEEP_FILE).is_file():
-        return p
-    if (RunLayout(p).sweep_dir / SWEEP_FILE).is_file():
-        return RunLayout(p).sweep_dir
+    for sweep_dir in (p, RunLayout(p).sweep_dir):
+        if (sweep_dir / SWEEP_FILE).is_file():
+            if not isinstance(read_json(sweep_dir / SWEEP_FILE), dict):
+                raise DataError(f"{sweep_dir / SWEEP_FILE}: not a sweep record (a JSON object)")
+            return sweep_dir
     if not p.exists():
         raise DataError(f"{str(p)!r} does not exist; pass a sweep folder (<run_dir>/sweep)")
     raise DataError(
@@ -87,7 +90,7 @@ def read_json(path: Path) -> Any:
     """Read a JSON file written by the registry; a corrupt one is a DataError naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc}); delete it to rerun this unit") from exc
 
 
@@ -156,45 +159,73 @@ class RunRecord:
         return dict(self.__dict__)
 
 
+def attempt_times(folder: Path) -> dict[int, dict[str, Any]]:
+    """Attempt number -> ``started_at`` (and, once it ended, ``duration_s``), from the run's
+    timings log (``timings.jsonl``; the run's records hold no times)."""
+    times: dict[int, dict[str, Any]] = {}
+    for line in read_json_lines(folder / TIMINGS_FILE):
+        if not isinstance(line, dict) or not isinstance(line.get("attempt"), int):
+            continue
+        entry = times.setdefault(line["attempt"], {})
+        if line.get("event") == "attempt_start":
+            entry["started_at"] = line.get("time")
+        elif line.get("event") == "attempt_end":
+            entry["duration_s"] = line.get("duration_s")
+    return times
+
+
+def _ended(attempt: dict[str, Any]) -> bool:
+    """Whether an attempt recorded its end (``ended_at``: the records of earlier versions)."""
+    return bool(attempt.get("ended")) or "ended_at" in attempt
+
+
 def read_run(sweep_dir: str | os.PathLike[str], mixture_id: str) -> RunRecord:
     """The state of one run from its folder: done, running, failed or pending."""
     folder = run_folder(sweep_dir, mixture_id)
     attempts: list[dict[str, Any]] = []
     if (folder / ATTEMPTS_FILE).is_file():
-        attempts = list(read_json(folder / ATTEMPTS_FILE))
+        attempts = read_json(folder / ATTEMPTS_FILE)
+        if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+            raise DataError(
+                f"{folder / ATTEMPTS_FILE}: not a list of attempt records; delete it to rerun "
+                "this unit"
+            )
     submitted = read_json(folder / SUBMITTED_FILE) if (folder / SUBMITTED_FILE).is_file() else {}
     rec = RunRecord(
         mixture_id, "pending", num_attempts=len(attempts), job_id=submitted.get("job_id")
     )
     last = attempts[-1] if attempts else None
+    times = attempt_times(folder)
+    last_times = times.get(len(attempts), {}) if last is not None else {}
     if (folder / DONE_FILE).is_file():
         done = read_json(folder / DONE_FILE)
+        done_times = times.get(done.get("attempt", len(attempts)), {})
         rec.state = "done"
-        rec.duration_s = done.get("duration_s")
-        rec.started_at = done.get("started_at")
+        rec.duration_s = done_times.get("duration_s", done.get("duration_s"))
+        rec.started_at = done_times.get("started_at", done.get("started_at"))
         rec.exit_code = 0
         return rec
     if folder.is_dir() and is_locked(folder):
         rec.state = "running"
         if last is not None:
-            rec.started_at = last.get("started_at")
+            rec.started_at = last_times.get("started_at", last.get("started_at"))
         return rec
     if last is not None:
-        if "ended_at" in last:
+        if _ended(last):
             rec.state = "failed"
             rec.exit_code = last.get("exit_code")
             rec.error = last.get("error", "")
             rec.log_tail = last.get("log_tail", "")
-            rec.duration_s = last.get("duration_s")
+            rec.duration_s = last_times.get("duration_s", last.get("duration_s"))
         else:
             # The attempt's processes are gone without recording an end: killed (SIGKILL,
             # node failure, Slurm time limit). The next attempt resumes or restarts it.
             rec.state = "failed"
             rec.error = "interrupted: the attempt ended without recording an exit (killed?)"
             rec.log_tail = log_tail(folder / LOG_FILE)
-        rec.started_at = last.get("started_at")
+        rec.started_at = last_times.get("started_at", last.get("started_at"))
     # A submission newer than the last attempt means it waits in a queue: pending.
-    if submitted and (last is None or submitted.get("submitted_at", 0) > last.get("started_at", 0)):
+    if submitted and (last is None or submitted.get("submitted_at", 0) > (rec.started_at or 0)):
         rec.state = "pending"
     return rec
 

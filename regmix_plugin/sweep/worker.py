@@ -36,8 +36,15 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from regmix_plugin.io import atomic_write_json
-from regmix_plugin.layout import ATTEMPTS_FILE, COMMAND_FILE, DONE_FILE, LOG_FILE, METRICS_FILE
+from regmix_plugin.io import append_json_line, atomic_write_json
+from regmix_plugin.layout import (
+    ATTEMPTS_FILE,
+    COMMAND_FILE,
+    DONE_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    TIMINGS_FILE,
+)
 from regmix_plugin.lifetime import (
     PARENT_PID_ENV,
     die_with_parent,
@@ -96,23 +103,42 @@ def _job_id() -> str | None:
 
 
 def _open_attempt(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Close the attempts a kill left open, append this one; returns (all, this one)."""
+    """Close the attempts a kill left open, append this one; returns (all, this one).
+
+    ``attempts.json`` holds no times, hosts or pids (two runs of a study write the same bytes):
+    when and where each attempt ran goes to the run's timings log (``timings.jsonl``).
+    """
     attempts: list[dict[str, Any]] = []
     if (folder / ATTEMPTS_FILE).is_file():
         attempts = list(read_json(folder / ATTEMPTS_FILE))
     for a in attempts:
-        if "ended_at" not in a:
-            a.update(ended_at=None, exit_code=None, error="interrupted (killed, no exit recorded)")
-    record: dict[str, Any] = {
-        "attempt": len(attempts) + 1,
-        "started_at": time.time(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "job_id": _job_id(),
-    }
+        if not a.get("ended") and "ended_at" not in a:  # ended_at: records before 0.x
+            a.update(ended=True, exit_code=None, error="interrupted (killed, no exit recorded)")
+    record: dict[str, Any] = {"attempt": len(attempts) + 1, "ended": False}
+    started = time.time()
+    append_json_line(
+        folder / TIMINGS_FILE,
+        {
+            "event": "attempt_start",
+            "attempt": record["attempt"],
+            "time": started,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "job_id": _job_id(),
+        },
+    )
+    record["_started_at"] = started
     attempts.append(record)
-    atomic_write_json(folder / ATTEMPTS_FILE, attempts)
+    _write_attempts(folder, attempts)
     return attempts, record
+
+
+def _write_attempts(folder: Path, attempts: list[dict[str, Any]]) -> None:
+    """``attempts.json`` without the in-memory fields (``_started_at``)."""
+    atomic_write_json(
+        folder / ATTEMPTS_FILE,
+        [{k: v for k, v in a.items() if not k.startswith("_")} for a in attempts],
+    )
 
 
 def _proxy_env(spec: dict[str, Any]) -> dict[str, str]:
@@ -168,7 +194,8 @@ def _attempt(
     """Run the proxy once with its output appended to ``train.log``; returns (code, reason)."""
     with (folder / LOG_FILE).open("ab") as log:
         header = (
-            f"\n==== regmix attempt {record['attempt']} of run {mixture_id} on {record['host']} "
+            f"\n==== regmix attempt {record['attempt']} of run {mixture_id} on "
+            f"{socket.gethostname()} "
         )
         log.write((header + time.strftime("%Y-%m-%d %H:%M:%S") + " ====\n").encode())
         log.write(("$ " + " ".join(spec["argv"]) + "\n").encode())
@@ -180,7 +207,7 @@ def _attempt(
             code, error = _run_proxy({**spec, "argv": spec["harness_argv"]}, log, lock_fd)
             if code != 0 and not error:
                 error = f"the harness command (sweep.harness_command) exited with code {code}"
-        seconds = time.time() - record["started_at"]
+        seconds = time.time() - record["_started_at"]
         log.write(f"==== exit code {code} after {seconds:.1f} s ====\n".encode())
         if error:
             log.write(f"==== failed: {error} ====\n".encode())
@@ -195,28 +222,28 @@ def _close_attempt(
     code: int,
     error: str,
 ) -> int:
-    """Record the attempt's end, and ``DONE`` when it succeeded; returns the worker's status."""
-    started, ended = record["started_at"], time.time()
-    if code == 0:
-        record.update(ended_at=ended, exit_code=0, duration_s=ended - started)
-        atomic_write_json(folder / ATTEMPTS_FILE, attempts)
-        done = {
-            "mixture_id": mixture_id,
+    """Record the attempt's end (its times in the timings log), and ``DONE`` when it
+    succeeded; returns the worker's status."""
+    started, ended = record["_started_at"], time.time()
+    append_json_line(
+        folder / TIMINGS_FILE,
+        {
+            "event": "attempt_end",
             "attempt": record["attempt"],
-            "started_at": started,
-            "finished_at": ended,
+            "time": ended,
             "duration_s": ended - started,
-        }
-        atomic_write_json(folder / DONE_FILE, done)
-        return 0
-    record.update(
-        ended_at=ended,
-        exit_code=code,
-        error=error,
-        duration_s=ended - started,
-        log_tail=log_tail(folder / LOG_FILE),
+            "exit_code": code,
+        },
     )
-    atomic_write_json(folder / ATTEMPTS_FILE, attempts)
+    if code == 0:
+        record.update(ended=True, exit_code=0)
+        _write_attempts(folder, attempts)
+        atomic_write_json(
+            folder / DONE_FILE, {"mixture_id": mixture_id, "attempt": record["attempt"]}
+        )
+        return 0
+    record.update(ended=True, exit_code=code, error=error, log_tail=log_tail(folder / LOG_FILE))
+    _write_attempts(folder, attempts)
     return EXIT_FAILED
 
 
