@@ -196,7 +196,7 @@ def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> A
         settings=study.sweep,
         sweep_dir=layout.sweep_dir,
         mixtures_path=layout.mixtures,
-        domains=_columns(study, catalogue),
+        domains=mixture_columns(study, catalogue),
         description=sweep_description(study, catalogue),
         study_text=text,
         cwd=study.config_dir,
@@ -280,7 +280,7 @@ def fit(
 
     check_output_path(layout.model_dir, "the model folder")
     remove_stale_temps(layout.model_dir)
-    names = None if catalogue is None else _columns(study, catalogue)
+    names = None if catalogue is None else mixture_columns(study, catalogue)
     mixtures = read_weights_table(layout.mixtures, names)
     results = read_results_table(layout.results, mixtures, layout.mixtures)
     # Replicate runs (the same mixture, other seeds) give each target's seed noise; a run that
@@ -685,13 +685,13 @@ def _transfer_subset(
     return spread_subset(ids, values, cfg.num_mixtures), by
 
 
-def check_report_inputs(layout: RunLayout, catalogue: Catalogue | None = None) -> None:
+def check_report_inputs(layout: RunLayout, columns: Sequence[str] | None = None) -> None:
     """Before the report writes anything: each artifact it reads that is there passes its
     kind's validator (the mixtures table, the model folder, ``weights.yaml``), so a damaged one
     is a DataError naming it, not a report of it; missing ones leave their sections out."""
     from regmix_plugin.regression import load_model
 
-    names = None if catalogue is None else list(catalogue.names)
+    names = None if columns is None else list(columns)
     if _optional_input(layout.mixtures, "mixtures table"):
         names = names or read_weights_table(layout.mixtures).columns
         read_weights_table(layout.mixtures, names)
@@ -710,7 +710,7 @@ def report(
     """``report``: the HTML report and its Markdown twin (its inputs checked first)."""
     from regmix_plugin.report import write_report
 
-    check_report_inputs(layout, catalogue)
+    check_report_inputs(layout, None if catalogue is None else mixture_columns(study, catalogue))
     return write_report(layout, study.report, catalogue=catalogue)
 
 
@@ -725,7 +725,7 @@ def _phased(study: StudyConfig) -> bool:
     return study.phases is not None and study.phases.enabled
 
 
-def _columns(study: StudyConfig, catalogue: Catalogue) -> list[str]:
+def mixture_columns(study: StudyConfig, catalogue: Catalogue) -> list[str]:
     """The mixtures table's columns: the domains, or ``domain@phase`` for schedules."""
     if _phased(study):
         assert study.phases is not None

@@ -112,7 +112,7 @@ def command_train_proxy(args: argparse.Namespace) -> int:
             if args.mixtures
             else _layout_or_explain(study, "--mixtures and --out").mixtures
         )
-        domains = list(stages.build_catalogue(study).names)
+        domains = stages.mixture_columns(study, stages.build_catalogue(study))
         weights = mixture_weights(table, args.mixture, domains)
         mid = args.mixture
         seed += read_replicates(seeds_file(table)).seed_offset(mid)
