@@ -38,9 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from regmix_plugin.active import choose_mixture, draw_candidates, propose_round
-from regmix_plugin.config import from_dict
 from regmix_plugin.domains import load_catalogue
-from regmix_plugin.mixtures import ActiveSettings, SampleConfig
+from regmix_plugin.mixtures import ActiveSettings
 from regmix_plugin.regression import FitConfig, fit, load_model
 from regmix_plugin.regression.regressors import RegressorSettings, make_regressor
 from regmix_plugin.regression.uncertainty import bootstrap_counts
@@ -57,7 +56,10 @@ NUM_MEMBERS = 16
 def paper_tables() -> tuple[Table, np.ndarray]:
     """All 768 released 1M rows (weights in the training columns' order) and their losses."""
     xs, ys = [], []
-    for mix, loss in (("train_mixture_1m", "train_pile_loss_1m"), ("test_mixture_1m", "test_pile_loss_1m")):
+    for mix, loss in (
+        ("train_mixture_1m", "train_pile_loss_1m"),
+        ("test_mixture_1m", "test_pile_loss_1m"),
+    ):
         m, r = read_table(DATA / f"{mix}.csv"), read_table(DATA / f"{loss}.csv")
         if m.ids != r.ids:
             raise SystemExit(f"{mix} and {loss} disagree on ids")
@@ -123,7 +125,9 @@ class Problem:
         )
         return initial_design(self.catalogue, cfg).mixtures.weights[:, self.order]
 
-    def candidates(self, rng: np.random.Generator, num: int, centres: np.ndarray | None) -> np.ndarray:
+    def candidates(
+        self, rng: np.random.Generator, num: int, centres: np.ndarray | None
+    ) -> np.ndarray:
         return draw_candidates(
             rng, self.prior, self.strengths, self.lower, self.upper, num, centres=centres,
             local_fraction=0.5 if centres is not None else 0.0,

@@ -31,15 +31,20 @@ finished results give the same picks.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from regmix_plugin.blending.apportionment import largest_remainder
 from regmix_plugin.domains import Catalogue
+from regmix_plugin.errors import DataError
+from regmix_plugin.io import atomic_write_json
 from regmix_plugin.mixtures import (
     ActiveSettings,
     Mixtures,
@@ -141,7 +146,7 @@ def draw_candidates(
     ``Dirichlet(s * prior)`` (``s`` from ``strengths``), the rest from
     ``Dirichlet(concentration * c + 0.01)`` around the rows ``c`` of ``centres``; rounded to the
     grid when ``num_units`` is given; only rows inside the bounds are returned."""
-    num_local = 0 if centres is None or len(centres) == 0 else int(round(num * local_fraction))
+    num_local = 0 if centres is None or len(centres) == 0 else round(num * local_fraction)
     parts = [dirichlet_mixed_strengths(rng, prior, strengths, num - num_local)]
     if num_local and centres is not None:
         which = rng.integers(len(centres), size=num_local)
@@ -231,7 +236,7 @@ def propose_round(
     ``observed``: the finished mixtures ``[rows, domains]`` (picks keep ``min_distance`` from
     them). Seeded by ``(seed, round_index)``."""
     rng = np.random.default_rng([seed, round_index])
-    num_local = int(round(settings.num_candidates * settings.local_fraction))
+    num_local = round(settings.num_candidates * settings.local_fraction)
     glob = draw_candidates(
         rng,
         prior,
@@ -275,15 +280,84 @@ def propose_round(
     )
 
 
-def has_stopped(previous: dict[str, Any] | None, proposal: RoundProposal, s: ActiveSettings) -> bool:
+def has_stopped(
+    previous: dict[str, Any] | None, proposal: RoundProposal, names: list[str], s: ActiveSettings
+) -> bool:
     """The stop rule: with ``stop_weight_tolerance`` > 0, the chosen mixture moved by at most
     it (L1) and its prediction by at most ``stop_value_tolerance`` since ``previous`` (a round
-    record with ``chosen`` weights in the same order and ``predicted``)."""
+    record with ``chosen`` as ``{domain: weight}`` and ``predicted``)."""
     if s.stop_weight_tolerance <= 0 or previous is None or previous.get("chosen") is None:
         return False
-    moved = float(np.abs(np.asarray(previous["chosen"]) - proposal.chosen).sum())
+    before = np.array([float(previous["chosen"][n]) for n in names])
+    moved = float(np.abs(before - proposal.chosen).sum())
     shift = abs(float(previous["predicted"]) - proposal.predicted)
     return moved <= s.stop_weight_tolerance and shift <= s.stop_value_tolerance
+
+
+# -- the rounds record (``RunLayout.rounds``) ------------------------------------------------------
+
+
+def new_record(round0: Mixtures) -> dict[str, Any]:
+    """The rounds record after round 0: its rows (replicates included) and the domains."""
+    return {"names": list(round0.names), "rounds": [{"round": 0, "ids": list(round0.ids)}]}
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The rounds record, or None without the file; a malformed one is a DataError."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{p}: not valid JSON ({exc}); delete it and rerun the sample stage"
+        ) from None
+    ok = isinstance(data, dict) and isinstance(data.get("rounds"), list) and data["rounds"]
+    if not ok or not isinstance(data.get("names"), list):
+        raise DataError(
+            f"{p}: expected {{'names': [...], 'rounds': [...]}}; delete it and resample"
+        )
+    return dict(data)
+
+
+def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Write the rounds record atomically."""
+    atomic_write_json(Path(path), record)
+
+
+def round_entry(index: int, picks: Mixtures, proposal: RoundProposal) -> dict[str, Any]:
+    """One later round as recorded: its picks and the choice before them."""
+    names = picks.names
+    return {
+        "round": index,
+        "ids": list(picks.ids),
+        "weights": {i: _as_dict(names, w) for i, w in zip(picks.ids, picks.weights, strict=True)},
+        "chosen": _as_dict(names, proposal.chosen),
+        "predicted": proposal.predicted,
+        "interval": list(proposal.interval),
+        "num_candidates": proposal.num_candidates,
+    }
+
+
+def _as_dict(names: list[str], w: np.ndarray) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(names, w, strict=True)}
+
+
+def full_table(round0: Mixtures, record: dict[str, Any]) -> Mixtures:
+    """Round 0's table followed by every later round's picks, in round order."""
+    names = list(round0.names)
+    ids, rows = list(round0.ids), [round0.weights]
+    for entry in record["rounds"][1:]:
+        for mid in entry["ids"]:
+            ids.append(mid)
+            rows.append(np.array([[float(entry["weights"][mid][n]) for n in names]]))
+    return Mixtures(ids=ids, names=names, weights=np.concatenate(rows))
+
+
+def spent(record: dict[str, Any], replicate_rows: int) -> int:
+    """Distinct mixtures of every round so far (replicate runs not counted)."""
+    return sum(len(e["ids"]) for e in record["rounds"]) - replicate_rows
 
 
 def picks_table(picks: np.ndarray, names: list[str]) -> Mixtures:
