@@ -161,9 +161,15 @@ def oracle_optimum(problem: Problem, oracle: Oracle) -> float:
 
 
 def run_active(
-    problem: Problem, oracle: Oracle, budget: int, seed: int, settings: ActiveSettings, rounds: int
+    problem: Problem,
+    oracle: Oracle,
+    budget: int,
+    seed: int,
+    settings: ActiveSettings,
+    rounds: int,
+    initial: float = 0.5,
 ) -> np.ndarray:
-    n0 = budget // 2
+    n0 = max(8, round(budget * initial))
     x = problem.design(n0, seed, pool=4)
     noise = np.random.default_rng([seed, 7])
     y = oracle(x) + noise.normal(0, oracle.sigma, len(x))
@@ -202,6 +208,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--min-distance", type=float, default=0.05)
     parser.add_argument("--local-fraction", type=float, default=0.5)
+    parser.add_argument("--initial", type=float, default=0.5, help="round 0's share of B")
+    parser.add_argument("--concentration", type=float, default=50.0)
+    parser.add_argument("--designs", nargs="+", default=["dirichlet", "active"])
     parser.add_argument("--out")
     args = parser.parse_args()
     t_start = time.perf_counter()
@@ -211,7 +220,10 @@ def main() -> None:
         oracle = Oracle(table, y, Path(tmp) / "oracle")
         best = oracle_optimum(problem, oracle)
         settings = ActiveSettings(
-            num_candidates=20000, min_distance=args.min_distance, local_fraction=args.local_fraction
+            num_candidates=20000,
+            min_distance=args.min_distance,
+            local_fraction=args.local_fraction,
+            local_concentration=args.concentration,
         )
         head = (
             f"oracle: lgbm_gp on {len(y)} rows ({oracle.chosen.get('weight', '')} blend), noise "
@@ -222,15 +234,15 @@ def main() -> None:
         regret: dict[tuple[str, int], list[float]] = {}
         for b in args.budgets:
             for rep in range(args.reps):  # alternating designs, same seeds
-                for design in ("dirichlet", "active"):
+                for design in args.designs:
                     if design == "dirichlet":
                         w = run_dirichlet(problem, oracle, b, rep)
                     else:
-                        w = run_active(problem, oracle, b, rep, settings, args.rounds)
+                        w = run_active(problem, oracle, b, rep, settings, args.rounds, args.initial)
                     regret.setdefault((design, b), []).append(float(oracle(w[None, :])[0]) - best)
+            shown = " ".join(f"{d} {quartiles(regret[(d, b)])}" for d in args.designs)
             print(
-                f"B={b}: dirichlet {quartiles(regret[('dirichlet', b)])} active "
-                f"{quartiles(regret[('active', b)])} ({time.perf_counter() - t_start:.0f} s)",
+                f"B={b}: {shown} ({time.perf_counter() - t_start:.0f} s)",
                 flush=True,
             )
     rows = [
@@ -242,7 +254,7 @@ def main() -> None:
         "| proxies | Dirichlet | active | active - Dirichlet (median of paired) | active better |",
         "|---|---|---|---|---|",
     ]
-    for b in args.budgets:
+    for b in args.budgets if len(args.designs) == 2 else []:
         d, a = regret[("dirichlet", b)], regret[("active", b)]
         diff = [ai - di for ai, di in zip(a, d, strict=True)]
         wins = sum(x < 0 for x in diff)
