@@ -201,6 +201,15 @@ def quartiles(v: list[float]) -> str:
     return f"{1000 * q[1]:.1f} [{1000 * q[0]:.1f}, {1000 * q[2]:.1f}]"
 
 
+def median_interval(diff: list[float], level: float = 0.9) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median paired difference (2000 resamples, seed 0)."""
+    rng = np.random.default_rng(0)
+    d = np.asarray(diff)
+    meds = np.median(d[rng.integers(0, len(d), size=(2000, len(d)))], axis=1)
+    lo, hi = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=20)
@@ -211,6 +220,7 @@ def main() -> None:
     parser.add_argument("--initial", type=float, default=0.5, help="round 0's share of B")
     parser.add_argument("--concentration", type=float, default=50.0)
     parser.add_argument("--designs", nargs="+", default=["dirichlet", "active"])
+    parser.add_argument("--first-seed", type=int, default=0, help="repetition r uses seed first+r")
     parser.add_argument("--out")
     args = parser.parse_args()
     t_start = time.perf_counter()
@@ -225,15 +235,19 @@ def main() -> None:
             local_fraction=args.local_fraction,
             local_concentration=args.concentration,
         )
+        threads = os.environ.get("OMP_NUM_THREADS", "default")
         head = (
             f"oracle: lgbm_gp on {len(y)} rows ({oracle.chosen.get('weight', '')} blend), noise "
             f"sigma {oracle.sigma:.4f} (its 5-fold CV RMSE); optimum {best:.4f}; "
-            f"{args.reps} reps; threads: {os.environ.get('OMP_NUM_THREADS', 'default')}"
+            f"{args.reps} reps (seeds {args.first_seed}..{args.first_seed + args.reps - 1}), "
+            f"rounds {args.rounds}, round 0 {args.initial:g} of B, min_distance "
+            f"{args.min_distance:g}, local {args.local_fraction:g} x concentration "
+            f"{args.concentration:g}; OMP threads: {threads}"
         )
         print(head, flush=True)
         regret: dict[tuple[str, int], list[float]] = {}
         for b in args.budgets:
-            for rep in range(args.reps):  # alternating designs, same seeds
+            for rep in range(args.first_seed, args.first_seed + args.reps):  # same seeds
                 for design in args.designs:
                     if design == "dirichlet":
                         w = run_dirichlet(problem, oracle, b, rep)
@@ -251,16 +265,18 @@ def main() -> None:
         "regret x 1000 (oracle loss of the chosen mixture minus the oracle's optimum): median "
         "[25%, 75%] over repetitions; paired: active better in k of n repetitions",
         "",
-        "| proxies | Dirichlet | active | active - Dirichlet (median of paired) | active better |",
+        "| proxies | Dirichlet | active | active - Dirichlet: median of paired differences "
+        "[90% bootstrap] | active better |",
         "|---|---|---|---|---|",
     ]
     for b in args.budgets if len(args.designs) == 2 else []:
         d, a = regret[("dirichlet", b)], regret[("active", b)]
         diff = [ai - di for ai, di in zip(a, d, strict=True)]
         wins = sum(x < 0 for x in diff)
+        lo, hi = median_interval(diff)
         rows.append(
-            f"| {b} | {quartiles(d)} | {quartiles(a)} | {1000 * statistics.median(diff):+.1f} | "
-            f"{wins}/{len(diff)} |"
+            f"| {b} | {quartiles(d)} | {quartiles(a)} | {1000 * statistics.median(diff):+.1f} "
+            f"[{1000 * lo:+.1f}, {1000 * hi:+.1f}] | {wins}/{len(diff)} |"
         )
     rows.append(f"\ntotal {time.perf_counter() - t_start:.0f} s")
     print("\n".join(rows))
