@@ -207,7 +207,7 @@ def rounds_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     config.write_text(yaml.safe_dump(STUDY, sort_keys=False))
     run_dir = root / "run"
     proc = _regmix("run", str(config), "--to", "sweep", cwd=root)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 1800  # generous: a loaded 2-core machine trains slowly
     while time.monotonic() < deadline and proc.poll() is None:
         record = _record(run_dir)
         if record is not None and len(record["rounds"]) >= 2:
@@ -217,6 +217,7 @@ def rounds_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _record(run_dir)
+    assert before is not None and len(before["rounds"]) >= 2, "killed before round 1 was picked"
     done_before = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("sweep/runs/*/DONE")}
     time.sleep(1.0)
     proc = _regmix("run", str(config), "--to", "sweep", cwd=root)
