@@ -159,6 +159,12 @@ class SampleConfig:
                 f"active.num_initial {self.active.num_initial} exceeds num_mixtures "
                 f"{self.num_mixtures} (the whole budget of the rounds)"
             )
+        if self.strategy == "active" and self.num_anchor_mixtures > self.initial_size():
+            raise ValueError(
+                f"num_anchor_mixtures {self.num_anchor_mixtures} exceeds round 0's "
+                f"{self.initial_size()} mixtures (the anchors are drawn in round 0); raise "
+                "active.num_initial or lower num_anchor_mixtures"
+            )
         if self.num_mixtures < 1:
             raise ValueError(f"num_mixtures must be >= 1, got {self.num_mixtures}")
         if not 0 <= self.num_anchor_mixtures <= self.num_mixtures:

@@ -128,6 +128,14 @@ def test_stop_rule() -> None:
 def test_active_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="num_initial"):
         SampleConfig(num_mixtures=4, strategy="active", active=ActiveSettings(num_initial=5))
+    with pytest.raises(ValueError, match="anchors are drawn in round 0"):
+        SampleConfig(
+            num_mixtures=10,
+            strategy="active",
+            active=ActiveSettings(num_initial=8),
+            num_anchor_mixtures=9,
+            num_seeds=2,
+        )
     with pytest.raises(ValueError, match="local_fraction"):
         ActiveSettings(local_fraction=1.5)
     cfg = SampleConfig(num_mixtures=20, strategy="active", active=ActiveSettings(num_rounds=3))
@@ -281,3 +289,26 @@ def test_same_seed_same_picks(rounds_run: dict, tmp_path: Path) -> None:
     first = {"names": record["names"], "rounds": record["rounds"][:1]}
     entry = stages.pick_round(study, layout, catalogue, first, 1, 1)
     assert entry == record["rounds"][1]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fit": {**STUDY["fit"], "num_members": 0}}, "fit.num_members >= 2"),
+        ({"optimize": {}, "fit": {**STUDY["fit"], "targets": []}}, "optimize.target"),
+        (
+            {"sample": {**STUDY["sample"], "active": {"num_initial": 6}}},
+            "sample.active.num_initial",
+        ),
+    ],
+)
+def test_plan_refuses_an_active_study_that_cannot_pick(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    from regmix_plugin.errors import ConfigError
+    from regmix_plugin.pipeline import plan_run
+
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({**STUDY, **change}, sort_keys=False))
+    with pytest.raises(ConfigError, match=message):
+        plan_run(load_study(config))
