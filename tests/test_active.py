@@ -312,3 +312,21 @@ def test_plan_refuses_an_active_study_that_cannot_pick(
     config.write_text(yaml.safe_dump({**STUDY, **change}, sort_keys=False))
     with pytest.raises(ConfigError, match=message):
         plan_run(load_study(config))
+
+
+@pytest.mark.slow
+def test_report_shows_each_round(rounds_run: dict, tmp_path: Path) -> None:
+    from regmix_plugin.layout import RunLayout
+    from regmix_plugin.report import ReportConfig, write_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(rounds_run["run_dir"], copy)
+    _, md = write_report(RunLayout(copy), ReportConfig())
+    text = md.read_text()
+    section = text.split("## Rounds of the active design", 1)[1].split("\n## ", 1)[0]
+    for entry in rounds_run["after"]["rounds"]:
+        assert f"| {entry['round']} | {len(entry['ids'])}: {entry['ids'][0]}" in section
+        if entry["round"] > 0:
+            top = max(entry["chosen"].items(), key=lambda kv: kv[1])
+            assert f"{top[0]} {top[1]:.3f}" in section
+            assert f"{entry['predicted']:.4f}" in section
