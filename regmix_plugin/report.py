@@ -431,9 +431,10 @@ def _rounds_section(layout: RunLayout) -> Section | None:
                 added if ids else "0" + (f" ({e['stopped']})" if e.get("stopped") else ""),
                 ", ".join(f"{n} {w:.3f}" for n, w in top) if top else "– (Dirichlet design)",
                 _fmt(e.get("predicted", math.nan)),
-                "–" if not interval else _interval(interval[0], interval[1]),
+                "–" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
             ]
         )
+    rows += _final_round_row(layout)
     s.table = (
         ["round", "mixtures added", "chosen before the round (largest weights)", "predicted",
          "interval (ensemble)"],
@@ -448,6 +449,29 @@ def _rounds_section(layout: RunLayout) -> Section | None:
     if record.get("stopped"):
         s.paragraphs.append(f"The rounds stopped early: {record['stopped']}.")
     return s
+
+
+def _final_round_row(layout: RunLayout) -> list[list[str]]:
+    """The optimize stage's answer on every round's runs, as the rounds table's last row."""
+    if not layout.weights.is_file():
+        return []
+    doc = _load_yaml_mapping(layout.weights)
+    weights = doc.get("weights") or {}
+    top = sorted(weights.items(), key=lambda kv: -float(kv[1]))[:4]
+    chosen = ((doc.get("uncertainty") or {}).get("predicted") or {}).get("chosen") or {}
+    predicted = (doc.get("predicted") or {}).get("chosen", math.nan)
+    interval = "–"
+    if "lo" in chosen and "hi" in chosen:
+        interval = f"[{_fmt(float(chosen['lo']))}, {_fmt(float(chosen['hi']))}] (predictive)"
+    return [
+        [
+            "final (optimize)",
+            "–",
+            ", ".join(f"{n} {float(w):.3f}" for n, w in top),
+            _fmt(float(predicted)),
+            interval,
+        ]
+    ]
 
 
 def _mean_std(r: Mapping[str, Any]) -> str:
