@@ -13,6 +13,8 @@ stays light. ``run_dir`` holds::
     mixtures.csv           the proxy mixtures (or ``sweep.mixtures``)
     mixtures.csv.seeds.json  (with replicated mixtures) each replicate run's proxy seed offset
     mixtures_summary.json  what the mixture design drew and rejected
+    rounds.json            (sample.strategy: active) each round's picks and chosen mixture
+    rounds_model/          (sample.strategy: active) the ensemble that picked the last round
     sweep/                 sweep.json, study.yaml, mixtures.csv, runs/<mixture_id>/...
     results.csv            one row per mixture, one column per metric (or ``sweep.collect.results``)
     results.csv.missing.json
@@ -56,6 +58,8 @@ RUN_CONFIG_FILE = "config.yaml"
 # -- names inside run_dir --------------------------------------------------------------------------
 MIXTURES_FILE = "mixtures.csv"
 MIXTURES_SUMMARY_FILE = "mixtures_summary.json"
+#: The rounds of the active design (``sample.strategy: active``).
+ROUNDS_FILE = "rounds.json"
 RESULTS_FILE = "results.csv"
 MISSING_SUFFIX = ".missing.json"
 #: Beside a mixtures table: the replicate runs (same weights, another proxy seed) it holds.
@@ -127,6 +131,18 @@ class RunLayout:
     def mixtures_summary(self) -> Path:
         """What the mixture design drew and rejected."""
         return self.root / MIXTURES_SUMMARY_FILE
+
+    @property
+    def rounds(self) -> Path:
+        """``rounds.json`` (``sample.strategy: active``): each round's mixtures, the chosen
+        mixture and its interval before the picks, written before the picks join the table."""
+        return self.root / ROUNDS_FILE
+
+    @property
+    def round_model_dir(self) -> Path:
+        """``rounds_model/``: the ensemble fitted on the finished runs to pick the next round
+        (rewritten every round)."""
+        return self.root / "rounds_model"
 
     @property
     def sweep_dir(self) -> Path:

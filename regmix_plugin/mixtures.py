@@ -38,7 +38,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -62,6 +62,60 @@ from regmix_plugin.textable import format_table
 SAMPLER_VERSION = 1
 #: Draws are made in blocks of this many rows (fixed: the random stream depends on it).
 _BLOCK = 4096
+
+
+@dataclass(kw_only=True, frozen=True)
+class ActiveSettings:
+    """``sample.active``: the rounds of the sequential design (``sample.strategy: active``;
+    the acquisition is :mod:`regmix_plugin.active`, docs/active.md)."""
+
+    num_initial: int = 0
+    """Mixtures of round 0, the Dirichlet design (0: half of ``sample.num_mixtures``)."""
+    pool_multiplier: int = 1
+    """Round 0 is thinned to a space-filling subset of ``pool_multiplier`` times as many
+    Dirichlet mixtures (greedy maximin in Hellinger distance; 1: the Dirichlet design as is)."""
+    num_rounds: int = 4
+    """Rounds after round 0, at most (fewer when the stop rule fires)."""
+    batch_size: int = 0
+    """Mixtures picked per later round (0: the rest of the budget ``sample.num_mixtures``
+    split evenly over ``num_rounds``)."""
+    num_candidates: int = 20000
+    """Simulated candidate mixtures scored by every ensemble member in each round."""
+    local_fraction: float = 0.5
+    """Share of the candidates drawn around the current best predicted mixtures (the rest
+    from the Dirichlet prior, as ``regmix optimize`` draws)."""
+    local_concentration: float = 50.0
+    """Dirichlet concentration of the local candidates around a centre (larger: closer)."""
+    min_distance: float = 0.05
+    """Smallest L1 distance between a pick and any other pick or finished mixture."""
+    top_k: int = 20
+    """Each round's chosen mixture: the mean of the ``top_k`` candidates with the lowest
+    ensemble-mean prediction (as ``regmix optimize`` chooses)."""
+    stop_weight_tolerance: float = 0.0
+    """Stop rule: with a value > 0, the rounds stop when the chosen mixture moved by at most
+    this (L1) since the previous round, and its prediction by at most
+    ``stop_value_tolerance``; 0: spend the whole budget."""
+    stop_value_tolerance: float = 0.0
+    """Stop rule: the largest change of the chosen mixture's predicted target that counts as
+    not moving (used with ``stop_weight_tolerance`` > 0)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_initial", "batch_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"active.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("pool_multiplier", "num_rounds", "num_candidates", "top_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"active.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.local_fraction <= 1.0:
+            raise ValueError(f"active.local_fraction must be in [0, 1], got {self.local_fraction}")
+        if not (math.isfinite(self.local_concentration) and self.local_concentration > 0):
+            raise ValueError(
+                f"active.local_concentration must be > 0, got {self.local_concentration}"
+            )
+        for name in ("min_distance", "stop_weight_tolerance", "stop_value_tolerance"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"active.{name} must be a finite number >= 0, got {v}")
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -92,8 +146,25 @@ class SampleConfig:
     num_seeds: int = 1
     """Proxy seeds per anchor mixture (``proxy.seed + k``, k = 0 .. num_seeds-1); with
     ``num_anchor_mixtures`` > 0 it must be >= 2."""
+    strategy: Literal["dirichlet", "active"] = "dirichlet"
+    """``dirichlet``: the whole design drawn up front (as the paper); ``active``: round 0 from
+    the Dirichlet design, later rounds picked by the fitted ensemble (``active``, docs/active.md);
+    ``num_mixtures`` is then the whole budget of the rounds."""
+    active: ActiveSettings = field(default_factory=ActiveSettings)
+    """The rounds of ``strategy: active`` (ignored with ``dirichlet``)."""
 
     def __post_init__(self) -> None:
+        if self.strategy == "active" and self.initial_size() > self.num_mixtures:
+            raise ValueError(
+                f"active.num_initial {self.active.num_initial} exceeds num_mixtures "
+                f"{self.num_mixtures} (the whole budget of the rounds)"
+            )
+        if self.strategy == "active" and self.num_anchor_mixtures > self.initial_size():
+            raise ValueError(
+                f"num_anchor_mixtures {self.num_anchor_mixtures} exceeds round 0's "
+                f"{self.initial_size()} mixtures (the anchors are drawn in round 0); raise "
+                "active.num_initial or lower num_anchor_mixtures"
+            )
         if self.num_mixtures < 1:
             raise ValueError(f"num_mixtures must be >= 1, got {self.num_mixtures}")
         if not 0 <= self.num_anchor_mixtures <= self.num_mixtures:
@@ -135,6 +206,21 @@ class SampleConfig:
             )
         if self.draw_multiplier < 1:
             raise ValueError(f"draw_multiplier must be >= 1, got {self.draw_multiplier}")
+
+    def initial_size(self) -> int:
+        """Mixtures of the first round: all of them with ``dirichlet``; ``active.num_initial``
+        (0: half the budget, at least 1) with ``active``."""
+        if self.strategy != "active":
+            return self.num_mixtures
+        return self.active.num_initial or max(1, self.num_mixtures // 2)
+
+    def round_batch_size(self) -> int:
+        """Mixtures picked per later round of ``active`` (``active.batch_size``, or the rest of
+        the budget split evenly over the rounds)."""
+        if self.active.batch_size:
+            return self.active.batch_size
+        rest = self.num_mixtures - self.initial_size()
+        return max(1, -(-rest // self.active.num_rounds))
 
     @property
     def num_units(self) -> int:

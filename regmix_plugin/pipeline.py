@@ -157,7 +157,7 @@ PIPELINE: tuple[Stage, ...] = (
         ("catalogue",),
         _sample,
         lambda s: s.sweep.mixtures is None,
-        outputs=("mixtures", "mixtures_summary", "mixture_seeds"),
+        outputs=("mixtures", "mixtures_summary", "mixture_seeds", "rounds"),
     ),
     Stage(
         "sweep",
@@ -277,6 +277,8 @@ def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
             from regmix_plugin.regression.fitting import min_rows
 
             need = min_rows(study.fit.num_folds)
+            if sample.strategy == "active":
+                check_active_plan(study, need)
             if sample.num_mixtures < need:
                 raise ConfigError(
                     f"sample.num_mixtures is {sample.num_mixtures}, but fit's "
@@ -288,6 +290,29 @@ def check_plan(study: StudyConfig, selected: list[Stage]) -> None:
         study.require("proxy")
     if "transfer" in names:
         stages.larger_proxy(study)
+
+
+def check_active_plan(study: StudyConfig, min_rows: int) -> None:
+    """``sample.strategy: active``: round 0 can be fitted, the ensemble exists, a target is
+    named (checked before any proxy trains)."""
+    sample = study.require("sample")
+    if study.phases is not None and study.phases.enabled:
+        raise ConfigError(
+            "sample.strategy active does not search phase schedules yet: remove the phases "
+            "section or set sample.strategy: dirichlet"
+        )
+    if sample.initial_size() < min_rows:
+        raise ConfigError(
+            f"sample.active.num_initial gives round 0 {sample.initial_size()} mixtures, but "
+            f"fit's {study.fit.num_folds}-fold cross-validation needs at least {min_rows} to pick "
+            "the next round; raise sample.active.num_initial (or sample.num_mixtures)"
+        )
+    if study.fit.num_members < 2:
+        raise ConfigError(
+            "sample.strategy active picks rounds by the bootstrap ensemble: set fit.num_members "
+            f">= 2 (it is {study.fit.num_members})"
+        )
+    stages.round_target(study)
 
 
 def check_proxy_data(study: StudyConfig, catalogue: Catalogue | None = None) -> None:

@@ -411,6 +411,69 @@ def _evaluation_section(layout: RunLayout) -> Section | None:
     return s
 
 
+def _rounds_section(layout: RunLayout) -> Section | None:
+    """``sample.strategy: active``: the mixtures each round added, and how the chosen mixture
+    (before the round's picks) and its interval moved round by round."""
+    record = _load_json(layout.rounds)
+    if not record or not isinstance(record.get("rounds"), list):
+        return None
+    s = Section("Rounds of the active design")
+    rows = []
+    for e in record["rounds"]:
+        ids = list(e.get("ids", []))
+        added = f"{len(ids)}: " + ", ".join(ids[:4]) + (" …" if len(ids) > 4 else "")
+        chosen = e.get("chosen") or {}
+        top = sorted(chosen.items(), key=lambda kv: -kv[1])[:4]
+        interval = e.get("interval")
+        rows.append(
+            [
+                str(e.get("round", "?")),
+                added if ids else "0" + (f" ({e['stopped']})" if e.get("stopped") else ""),
+                ", ".join(f"{n} {w:.3f}" for n, w in top) if top else "– (Dirichlet design)",
+                _fmt(e.get("predicted", math.nan)),
+                "–" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
+            ]
+        )
+    rows += _final_round_row(layout)
+    s.table = (
+        ["round", "mixtures added", "chosen before the round (largest weights)", "predicted",
+         "interval (ensemble)"],
+        rows,
+    )  # fmt: skip
+    s.paragraphs.append(
+        "Round 0 is the Dirichlet design; each later round's chosen mixture and interval come from "
+        "the ensemble fitted on the runs finished before it, which then picked the round's "
+        "mixtures (batch Thompson sampling over the members, docs/active.md). The final answer "
+        "is the optimize stage's, fitted on every round."
+    )
+    if record.get("stopped"):
+        s.paragraphs.append(f"The rounds stopped early: {record['stopped']}.")
+    return s
+
+
+def _final_round_row(layout: RunLayout) -> list[list[str]]:
+    """The optimize stage's answer on every round's runs, as the rounds table's last row."""
+    if not layout.weights.is_file():
+        return []
+    doc = _load_yaml_mapping(layout.weights)
+    weights = doc.get("weights") or {}
+    top = sorted(weights.items(), key=lambda kv: -float(kv[1]))[:4]
+    chosen = ((doc.get("uncertainty") or {}).get("predicted") or {}).get("chosen") or {}
+    predicted = (doc.get("predicted") or {}).get("chosen", math.nan)
+    interval = "–"
+    if "lo" in chosen and "hi" in chosen:
+        interval = f"[{_fmt(float(chosen['lo']))}, {_fmt(float(chosen['hi']))}] (predictive)"
+    return [
+        [
+            "final (optimize)",
+            "–",
+            ", ".join(f"{n} {float(w):.3f}" for n, w in top),
+            _fmt(float(predicted)),
+            interval,
+        ]
+    ]
+
+
 def _mean_std(r: Mapping[str, Any]) -> str:
     mean = r.get("mean", r.get("target_loss"))
     if mean is None:
@@ -734,6 +797,7 @@ def write_report(
         lambda: _objective_section(layout),
         lambda: _schedule_section(layout),
         lambda: _design_section(layout, figs),
+        lambda: _rounds_section(layout),
         lambda: _model_section(layout, figs),
         lambda: _weights_section(layout, figs),
         lambda: _evaluation_section(layout),

@@ -50,6 +50,7 @@ from regmix_plugin.io import (
 from regmix_plugin.layout import RunLayout
 from regmix_plugin.mixtures import (
     NO_REPLICATES,
+    Mixtures,
     Replicates,
     SampleResult,
     load_weights_yaml,
@@ -138,13 +139,33 @@ def build_catalogue(study: StudyConfig, layout: RunLayout | None = None) -> Cata
 
 def sample(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> SampleResult:
     """``sample``: draw the proxy mixtures; write the summary, then the mixtures table."""
+    config = study.require("sample")
+    if config.strategy == "active":
+        return sample_round0(study, layout, catalogue)
     if _phased(study):
         result = _sample_schedules(study, catalogue)
     else:
-        result = sample_mixtures(catalogue, study.require("sample"))
+        result = sample_mixtures(catalogue, config)
     atomic_write_json(layout.mixtures_summary, result.summary)
     write_replicates(layout.mixture_seeds, result.replicates or NO_REPLICATES)
     write_mixtures(layout.mixtures, result.mixtures)
+    return result
+
+
+def sample_round0(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> SampleResult:
+    """``sample`` with ``strategy: active``: round 0 (:func:`regmix_plugin.active.initial_design`).
+    A rounds record whose round 0 is this one keeps its later rounds (never re-picked): the table
+    is round 0 followed by their picks."""
+    from regmix_plugin import active
+
+    result = active.initial_design(catalogue, study.require("sample"))
+    record = active.read_record(layout.rounds)
+    if record is None or record["rounds"][0]["ids"] != result.mixtures.ids:
+        record = active.new_record(result.mixtures)
+    atomic_write_json(layout.mixtures_summary, result.summary)
+    write_replicates(layout.mixture_seeds, result.replicates or NO_REPLICATES)
+    active.write_record(layout.rounds, record)
+    write_mixtures(layout.mixtures, active.full_table(result.mixtures, record))
     return result
 
 
@@ -219,8 +240,128 @@ def sweep(
     from regmix_plugin.sweep.runner import run_sweep
 
     check_proxy_data(study, catalogue)
+    if study.sample is not None and study.sample.strategy == "active" and not study.sweep.mixtures:
+        return sweep_rounds(study, layout, catalogue, force_mix=force_mix, progress=progress)
     plan = plan_sweep(study, layout, catalogue)
     return run_sweep(plan, force_mix=force_mix, progress=progress)
+
+
+def sweep_rounds(
+    study: StudyConfig,
+    layout: RunLayout,
+    catalogue: Catalogue,
+    *,
+    force_mix: bool = False,
+    progress: Progress | None = None,
+) -> Any:
+    """``sweep`` with ``sample.strategy: active``: sweep the table, then while budget and rounds
+    remain, fit the ensemble on the finished runs, pick the next round
+    (:func:`pick_round`), record it in ``rounds.json``, append it to the table and sweep again.
+    A round in the record is never re-picked; an unfinished sweep (``sweep.wait: false``)
+    returns, and the next call continues from it."""
+    from regmix_plugin import active
+    from regmix_plugin.sweep.runner import run_sweep
+
+    config = study.require("sample")
+    record = active.read_record(layout.rounds)
+    if record is None:
+        raise DataError(f"{layout.rounds} is missing: run the sample stage first (`regmix run`)")
+    table = read_mixtures(layout.mixtures)
+    n0 = len(record["rounds"][0]["ids"])
+    round0 = Mixtures(ids=table.ids[:n0], names=table.names, weights=table.weights[:n0])
+    full = active.full_table(round0, record)
+    if full.ids != table.ids:  # killed between the record and the table: the record wins
+        write_mixtures(layout.mixtures, full)
+    num_replicates = len(replicates(layout).seed_offsets)
+    while True:
+        result = run_sweep(
+            plan_sweep(study, layout, catalogue), force_mix=force_mix, progress=progress
+        )
+        budget_left = config.num_mixtures - active.spent(record, num_replicates)
+        index = len(record["rounds"])
+        if not result.ok or record.get("stopped") or budget_left <= 0:
+            return result
+        if index > config.active.num_rounds:
+            return result
+        entry = pick_round(
+            study, layout, catalogue, record, index, min(budget_left, config.round_batch_size())
+        )
+        record["rounds"].append(entry)
+        if entry.get("stopped") or not entry["ids"]:
+            record["stopped"] = entry.get("stopped") or "no candidate far enough from the others"
+        active.write_record(layout.rounds, record)
+        write_mixtures(layout.mixtures, active.full_table(round0, record))
+        log.info("round %d: %d mixtures picked", index, len(entry["ids"]))
+
+
+def pick_round(
+    study: StudyConfig,
+    layout: RunLayout,
+    catalogue: Catalogue,
+    record: dict[str, Any],
+    index: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """One later round: collect the finished runs, fit the ensemble (``fit`` section, into
+    ``rounds_model/``), pick ``batch_size`` mixtures inside the bounds and epoch caps."""
+    from regmix_plugin import active
+    from regmix_plugin.optimize import bound_arrays
+    from regmix_plugin.regression import fit as fit_models
+    from regmix_plugin.regression import load_model
+    from regmix_plugin.simplex import tempered
+    from regmix_plugin.sweep.collect import collect_runs
+
+    config = study.require("sample")
+    target = round_target(study)
+    mixtures = read_weights_table(layout.mixtures, catalogue.names)
+    results = collect_runs(
+        layout.sweep_dir, settings=study.sweep.collect, mixture_ids=mixtures.ids
+    ).table
+    groups = [g for g in replicates(layout).groups if len(g) >= 2]
+    fit_models(
+        mixtures, results, [target], study.fit, layout.round_model_dir, replicates=groups or None
+    )
+    model = load_model(layout.round_model_dir)
+    names = list(catalogue.names)
+    lower, upper = bound_arrays(names, study.optimize)
+    upper = np.minimum(upper, catalogue.max_weights(catalogue.num_target_tokens))
+    proposal = active.propose_round(
+        lambda x: model.predict_members(x, target),
+        mixtures.values,
+        prior=tempered(catalogue.prior(), config.temperature),
+        strengths=config.strengths(),
+        lower=lower,
+        upper=upper,
+        settings=config.active,
+        batch_size=batch_size,
+        seed=config.seed,
+        round_index=index,
+        num_units=config.num_units,
+        min_weight=config.min_weight,
+        level=study.report.interval_level,
+    )
+    picks = active.picks_table(proposal.picks, names)
+    keep = [i for i, mid in enumerate(picks.ids) if mid not in set(mixtures.ids)]
+    picks = Mixtures([picks.ids[i] for i in keep], names, picks.weights[keep])
+    entry = active.round_entry(index, picks, proposal)
+    previous = record["rounds"][-1] if index > 1 else None
+    if active.has_stopped(previous, proposal, names, config.active):
+        entry.update(
+            ids=[], weights={}, stopped="the chosen mixture and its prediction stopped moving"
+        )
+    return entry
+
+
+def round_target(study: StudyConfig) -> str:
+    """The target the rounds minimise: ``optimize.target``, else the one ``fit.targets``."""
+    if study.optimize.target is not None:
+        return study.optimize.target
+    if len(study.fit.targets) == 1:
+        return study.fit.targets[0]
+    raise ConfigError(
+        "sample.strategy active needs the target to minimise: set optimize.target (or list "
+        "exactly one column in fit.targets)"
+    )
 
 
 def collect(study: StudyConfig, layout: RunLayout) -> Any:
