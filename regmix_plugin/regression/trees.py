@@ -44,33 +44,17 @@ class ForestArrays:
         return len(self.node_offset) - 1
 
 
-def _words(block: dict[str, str], key: str, count: int, where: str) -> list[str]:
-    """The ``count`` whitespace-separated values of a tree's field (checked by number)."""
-    words = block.get(key, "").split() if count else []
-    if len(words) != count:
-        raise DataError(f"{where}: field {key!r} holds {len(words)} values, expected {count}")
-    return words
-
-
-def _parse_numbers(
-    words: list[str], dtype: type, key: str, trees: list[dict[str, str]], source: str
-) -> np.ndarray:
-    """All trees' values of one field at once (one numpy conversion, not one per tree); on a
-    value that is not a number, the error names the first tree that holds one."""
-    parse_as = np.float64 if dtype is np.float64 else np.int64
+def _numbers(block: dict[str, str], key: str, dtype: type, count: int, where: str) -> np.ndarray:
+    text = block.get(key, "").strip()
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
     try:
-        arr = np.array(words, dtype=parse_as)
+        arr = np.array(text.split(), dtype=np.float64 if dtype is np.float64 else np.int64)
     except ValueError:
-        for t, block in enumerate(trees):
-            text = block.get(key, "").strip()
-            try:
-                np.array(text.split(), dtype=parse_as)
-            except ValueError:
-                raise DataError(
-                    f"{source}: tree {t}: field {key!r} is not a list of numbers: {text[:80]!r}"
-                ) from None
-        raise DataError(f"{source}: field {key!r} is not a list of numbers") from None
-    return np.ascontiguousarray(arr.astype(dtype), dtype=dtype)
+        raise DataError(f"{where}: field {key!r} is not a list of numbers: {text[:80]!r}") from None
+    if arr.shape != (count,):
+        raise DataError(f"{where}: field {key!r} holds {arr.size} values, expected {count}")
+    return arr.astype(dtype)
 
 
 def parse_lightgbm_model(text: str, source: str = "LightGBM model") -> ForestArrays:
@@ -111,15 +95,9 @@ def parse_lightgbm_model(text: str, source: str = "LightGBM model") -> ForestArr
 
     node_offset = [0]
     leaf_offset = [0]
-    keys = {
-        "split_feature": ("split_feature", np.int32),
-        "threshold": ("threshold", np.float64),
-        "decision_type": ("decision_type", np.int32),
-        "left": ("left_child", np.int32),
-        "right": ("right_child", np.int32),
-        "leaf": ("leaf_value", np.float64),
+    fields: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("split_feature", "threshold", "decision_type", "left", "right", "leaf")
     }
-    words: dict[str, list[str]] = {name: [] for name in keys}
     for t, block in enumerate(trees):
         where = f"{source}: tree {t}"
         if block.get("is_linear", "0").strip() not in ("0", ""):
@@ -130,25 +108,29 @@ def parse_lightgbm_model(text: str, source: str = "LightGBM model") -> ForestArr
         if num_leaves < 1:
             raise DataError(f"{where}: num_leaves={num_leaves}")
         n = num_leaves - 1
-        for name, (key, _) in keys.items():
-            words[name] += _words(block, key, num_leaves if name == "leaf" else n, where)
+        fields["split_feature"].append(_numbers(block, "split_feature", np.int32, n, where))
+        fields["threshold"].append(_numbers(block, "threshold", np.float64, n, where))
+        fields["decision_type"].append(_numbers(block, "decision_type", np.int32, n, where))
+        fields["left"].append(_numbers(block, "left_child", np.int32, n, where))
+        fields["right"].append(_numbers(block, "right_child", np.int32, n, where))
+        fields["leaf"].append(_numbers(block, "leaf_value", np.float64, num_leaves, where))
         node_offset.append(node_offset[-1] + n)
         leaf_offset.append(leaf_offset[-1] + num_leaves)
 
-    def cat(name: str) -> np.ndarray:
-        key, dtype = keys[name]
-        return _parse_numbers(words[name], dtype, key, trees, source)
+    def cat(name: str, dtype: type) -> np.ndarray:
+        parts = fields[name]
+        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dtype=dtype)
 
     return ForestArrays(
         num_features=num_features,
         node_offset=np.asarray(node_offset, dtype=np.int64),
         leaf_offset=np.asarray(leaf_offset, dtype=np.int64),
-        split_feature=cat("split_feature"),
-        threshold=cat("threshold"),
-        decision_type=cat("decision_type"),
-        left_child=cat("left"),
-        right_child=cat("right"),
-        leaf_value=cat("leaf"),
+        split_feature=cat("split_feature", np.int32),
+        threshold=cat("threshold", np.float64),
+        decision_type=cat("decision_type", np.int32),
+        left_child=cat("left", np.int32),
+        right_child=cat("right", np.int32),
+        leaf_value=cat("leaf", np.float64),
     )
 
 
