@@ -63,52 +63,41 @@ __attribute__((always_inline)) inline Vd vsqrt(Vd v) {
     return out;
 }
 
-// The kernel value of one vector of squared distances.
-__attribute__((always_inline)) inline Vd kernel_of(Vd a, Kernel kernel) {
-    if (kernel == Kernel::SquaredExponential) return exp_nonpositive(splat(-0.5) * a);
-    const Vd s = vsqrt(a * splat(kernel == Kernel::Matern15 ? 3.0 : 5.0));
-    const Vd e = exp_nonpositive(-s);
-    return kernel == Kernel::Matern15 ? (splat(1.0) + s) * e : (splat(1.0) + s + s * s * splat(1.0 / 3.0)) * e;
-}
-
-// kB vectors of points (kB * kW points starting at j) for one candidate: their squared
-// distances accumulate in registers over the dimensions (in dimension order, as one vector at a
-// time would), then the kernel values are added to acc vector by vector, in point order. The
-// result is bit-identical to one vector at a time.
-template <int kB>
-__attribute__((always_inline)) inline Vd points_block(const double* qi, const double* tt, int64_t mp, int64_t d,
-                                                      int64_t j, const double* coef, Kernel kernel, Vd acc) {
-    Vd a[kB];
-    for (int b = 0; b < kB; ++b) a[b] = splat(0.0);
-    for (int64_t k = 0; k < d; ++k) {
-        const Vd qk = splat(qi[k]);
-        const double* col = tt + k * mp + j;
-        for (int b = 0; b < kB; ++b) {
-            Vd c;
-            std::memcpy(&c, col + b * kW, sizeof c);
-            const Vd diff = qk - c;
-            a[b] += diff * diff;
-        }
-    }
-    for (int b = 0; b < kB; ++b) {
-        Vd w;
-        std::memcpy(&w, coef + j + b * kW, sizeof w);
-        acc += w * kernel_of(a[b], kernel);
-    }
-    return acc;
-}
-
 REGMIX_GP_TARGET_CLONES
 void rows_kernel(const double* q, int64_t r0, int64_t r1, const double* tt, int64_t mp, int64_t d,
-                 const double* coef, Kernel kernel, double* out) {
-    constexpr int kBlock = 4;  // vectors of points per register block (16 points)
-    const int64_t full = mp / (kBlock * kW) * (kBlock * kW);
+                 const double* coef, Kernel kernel, double* out, double* d2) {
+    const Vd zero = splat(0.0);
     for (int64_t i = r0; i < r1; ++i) {
         const double* qi = q + i * d;
-        Vd acc = splat(0.0);
-        int64_t j = 0;
-        for (; j < full; j += kBlock * kW) acc = points_block<kBlock>(qi, tt, mp, d, j, coef, kernel, acc);
-        for (; j < mp; j += kW) acc = points_block<1>(qi, tt, mp, d, j, coef, kernel, acc);
+        for (int64_t j = 0; j < mp; j += kW) std::memcpy(d2 + j, &zero, sizeof zero);
+        for (int64_t k = 0; k < d; ++k) {
+            const Vd qk = splat(qi[k]);
+            const double* col = tt + k * mp;
+            for (int64_t j = 0; j < mp; j += kW) {
+                Vd a, c;
+                std::memcpy(&a, d2 + j, sizeof a);
+                std::memcpy(&c, col + j, sizeof c);
+                const Vd diff = qk - c;
+                a += diff * diff;
+                std::memcpy(d2 + j, &a, sizeof a);
+            }
+        }
+        Vd acc = zero;
+        for (int64_t j = 0; j < mp; j += kW) {
+            Vd a, w;
+            std::memcpy(&a, d2 + j, sizeof a);
+            std::memcpy(&w, coef + j, sizeof w);
+            Vd kv;
+            if (kernel == Kernel::SquaredExponential) {
+                kv = exp_nonpositive(splat(-0.5) * a);
+            } else {
+                const Vd s = vsqrt(a * splat(kernel == Kernel::Matern15 ? 3.0 : 5.0));
+                const Vd e = exp_nonpositive(-s);
+                kv = kernel == Kernel::Matern15 ? (splat(1.0) + s) * e
+                                                : (splat(1.0) + s + s * s * splat(1.0 / 3.0)) * e;
+            }
+            acc += w * kv;
+        }
         out[i] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
 }
@@ -129,7 +118,10 @@ void posterior_mean(const double* q, int64_t n, const double* t, int64_t m, int6
     }
     int64_t threads = num_threads > 0 ? num_threads : static_cast<int64_t>(std::thread::hardware_concurrency());
     threads = std::max<int64_t>(1, std::min(threads, n / kRowsPerThreadMin));
-    auto work = [&](int64_t r0, int64_t r1) { rows_kernel(q, r0, r1, tt.data(), mp, d, cp.data(), kernel, out); };
+    auto work = [&](int64_t r0, int64_t r1) {
+        std::vector<double> d2(static_cast<size_t>(mp));
+        rows_kernel(q, r0, r1, tt.data(), mp, d, cp.data(), kernel, out, d2.data());
+    };
     if (threads == 1) {
         work(0, n);
         return;
