@@ -101,8 +101,11 @@ def bench_cell(k: int, n: int, rounds: int, megatron_rounds: int) -> dict[str, A
 
 def _print_row(r: dict[str, Any]) -> None:
     print(
-        f"| {r['K']} | {r['N']:.0e} | {r['megatron_s']:.3f} | {r['ours_1_s']:.3f} "
-        f"| {r['ours_all_s']:.3f} | {r['floor_s']:.3f} | {r['speedup_1']:.1f}x "
+        f"| {r['K']} | {r['N']:.0e} | {r['megatron_s']:.3f} ({r['megatron_cpu_s']:.2f}) "
+        f"| {r['ours_1_s']:.3f} ({r['ours_1_cpu_s']:.2f}) "
+        f"| {r['ours_all_s']:.3f} ({r['ours_all_cpu_s']:.2f}) | {r['floor_s']:.3f} "
+        f"| {1e9 * r['ours_1_cpu_s'] / r['N']:.1f} / {1e9 * r['megatron_cpu_s'] / r['N']:.1f} "
+        f"| {r['speedup_1']:.1f}x "
         f"({r['speedup_1_cpu']:.1f}x) | {r['speedup_all']:.1f}x "
         f"| {r['ours_bytes_per_sample']} / {r['megatron_bytes_per_sample']} "
         f"| {r['ours_max_dev']:.6f} / {r['megatron_max_dev']:.6f} | {r['load']} |",
@@ -125,13 +128,18 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes] if args.sizes else [10**7 if args.quick else 10**8]
     threads = os.cpu_count()
-    print(f"cores: {threads}; ours 1 thread and all {threads}; megatron-core: 1 thread")
     print(
-        "| K | N | Megatron (s) | ours 1 thread (s) | ours all threads (s) | floor (s) "
+        f"cores: {threads}; ours 1 thread and all {threads}; megatron-core: 1 thread; "
+        f"{args.rounds} alternating rounds, medians; load average (1, 5, 15 min) at start: "
+        + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    )
+    print(
+        "| K | N | Megatron s (CPU s) | ours 1 thread s (CPU s) | ours all threads s (CPU s) "
+        "| floor s | CPU ns/sample ours 1 / Megatron "
         "| speed-up 1 thread (CPU time) | speed-up all | bytes/sample ours / Megatron "
         "| max prefix dev. ours / Megatron | load avg before -> after |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for n in sizes:
         for k in args.ks:

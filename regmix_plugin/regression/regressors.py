@@ -228,6 +228,9 @@ class LightGBMRegressor:
     """Gradient-boosted trees (LightGBM); prediction through the compiled evaluator."""
 
     name: ClassVar[str] = "lightgbm"
+    #: Cross-validation folds trained at the same time (0: one per core). The result does not
+    #: depend on it.
+    fold_threads: ClassVar[int] = 0
 
     def __init__(self, settings: LightGBMSettings) -> None:
         self.settings = settings
@@ -297,28 +300,34 @@ class LightGBMRegressor:
         lgb = require("lightgbm")
         s = self.settings
         self._min_data_in_leaf = self._resolve_min_data(min(len(train) for train, _ in folds))
-        curves = []
-        boosters = []
-        for train, valid in folds:
-            params = self._params(len(train))
+        fold_list = list(folds)
+        params = [self._params(len(train)) for train, _ in fold_list]
+
+        def one(i: int) -> tuple[np.ndarray, Any]:
+            train, valid = fold_list[i]
             evals: dict[str, Any] = {}
             booster = lgb.train(
-                {**params, "metric": "l2"},
+                {**params[i], "metric": "l2"},
                 lgb.Dataset(x[train], y[train], params={"verbosity": -1}),
                 num_boost_round=s.num_boost_round,
                 valid_sets=[lgb.Dataset(x[valid], y[valid], params={"verbosity": -1})],
                 valid_names=["valid"],
                 callbacks=[lgb.record_evaluation(evals)],
             )
-            curves.append(np.asarray(evals["valid"]["l2"], dtype=np.float64))
-            boosters.append(booster)
+            return np.asarray(evals["valid"]["l2"], dtype=np.float64), booster
+
+        # The folds train at the same time (each booster is single-threaded and seeded, so
+        # the curves do not depend on the order or the thread).
+        trained = _map_threads(one, len(fold_list), self.fold_threads)
+        curves = [c for c, _ in trained]
+        boosters = [b for _, b in trained]
         if s.select_rounds:
             mean_curve = np.mean(np.stack(curves), axis=0)
             self.num_rounds = int(np.argmin(mean_curve)) + 1
         else:
             self.num_rounds = s.num_boost_round
         oof = np.full(len(y), np.nan)
-        for booster, (_, valid) in zip(boosters, folds, strict=True):
+        for booster, (_, valid) in zip(boosters, fold_list, strict=True):
             oof[valid] = booster.predict(x[valid], num_iteration=self.num_rounds)
         return oof
 
@@ -699,6 +708,9 @@ class GPRegressor:
     hyperparameters and dual coefficients."""
 
     name: ClassVar[str] = "gp"
+    #: Cross-validation folds fitted at the same time (0: one per core). The result does not
+    #: depend on it.
+    fold_threads: ClassVar[int] = 0
 
     def __init__(self, settings: GPSettings) -> None:
         self.settings = settings
@@ -718,13 +730,25 @@ class GPRegressor:
         """Hyperparameters of every row first; each fold's GP then re-fits its own, starting
         from those (the marginal likelihood of its training rows alone decides); out-of-fold
         predictions."""
+        fold_list = list(folds)
+        # The BLAS limit is set here, around the threads, so that the folds' own (nested)
+        # limits never restore a higher thread count while another fold runs.
         with _blas_threads(self.settings.num_threads):
             self._theta = self._fit_theta(x, y, None)
-            oof = np.full(len(y), np.nan)
-            for train, valid in folds:
+            theta = self._theta
+
+            def one(i: int) -> np.ndarray:
+                train, valid = fold_list[i]
                 part = GPRegressor(self.settings)
-                part.fit(x[train], y[train], start=self._theta)
-                oof[valid] = part.predict(x[valid])
+                part.fit(x[train], y[train], start=theta)
+                return part.predict(x[valid], num_threads=1)
+
+            # The folds fit at the same time (single-threaded BLAS each: the same numbers as
+            # one after the other).
+            preds = _map_threads(one, len(fold_list), self.fold_threads)
+        oof = np.full(len(y), np.nan)
+        for (_, valid), p in zip(fold_list, preds, strict=True):
+            oof[valid] = p
         return oof
 
     def _standardise(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -975,8 +999,14 @@ class BlendRegressor:
 
     def tune(self, x: np.ndarray, y: np.ndarray, folds: Folds) -> np.ndarray:
         """Tune both parts, then pick the blend weight with the lowest out-of-fold MSE."""
-        a = self.trees.tune(x, y, folds)
-        b = self.gp.tune(x, y, folds)
+        # The two parts tune at the same time (independent, each deterministic); their folds
+        # share the cores.
+        fold_list = list(folds)
+        a, b = _map_threads(
+            lambda i: (self.trees, self.gp)[i].tune(x, y, fold_list),
+            2,
+            min(2, self.trees.fold_threads or os.cpu_count() or 1),
+        )
         errors = [
             float(np.mean((w * a + (1 - w) * b - y) ** 2)) for w in self.settings.blend.weights
         ]

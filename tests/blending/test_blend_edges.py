@@ -112,6 +112,33 @@ def test_index_dtype_is_the_narrowest_that_holds_k() -> None:
         assert max_prefix_deviation(index, w) == max_prefix_deviation(wide, w) < 1.0
 
 
+@pytest.mark.parametrize(
+    ("k", "dtype"),
+    [
+        (255, np.uint8),
+        (256, np.uint8),  # index 255: uint8's largest value
+        (257, np.int16),
+        (32767, np.int16),
+        (32768, np.int16),  # index 32767: int16's largest value (Megatron's dtype)
+        (32769, np.int32),
+    ],
+)
+def test_index_dtype_at_the_boundaries_holds_every_index(k: int, dtype: type) -> None:
+    # Equal weights and N = 2K: every dataset appears exactly twice, so the largest index
+    # K - 1 is written; a dtype one bit too narrow would wrap it (255 -> -1 in int8,
+    # 32768 -> -32768 in int16) and the counts below would fail.
+    assert index_dtype(k) == np.dtype(dtype)
+    index, sample = build_blend_indices(np.ones(k), 2 * k)
+    assert index.dtype == np.dtype(dtype)
+    assert index.itemsize <= 2 or k > 32768  # never wider than megatron-core's int16 up to 32768
+    assert int(index.min()) == 0 and int(index.max()) == k - 1
+    np.testing.assert_array_equal(np.bincount(index.astype(np.int64), minlength=k), np.full(k, 2))
+    wide, wide_sample = np.empty(2 * k, np.int32), np.empty(2 * k, np.int64)
+    _blend.build_blend_indices_into(np.ones(k), 2 * k, wide, wide_sample)
+    np.testing.assert_array_equal(index.astype(np.int32), wide)
+    np.testing.assert_array_equal(sample, wide_sample)
+
+
 def _largest_remainder_oracle(quotas: list[float], total: int) -> list[int]:
     """Plain-Python largest remainder: floors, then leftovers by remainder, lower index first."""
     floors = [math.floor(q) for q in quotas]

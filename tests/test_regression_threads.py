@@ -1,0 +1,79 @@
+"""Speed changes of the default regressor must not change a number: folds tuned in threads
+(issue 17, part 4); the LightGBM text parser the ensemble's members go through."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from regmix_plugin.errors import DataError
+from regmix_plugin.regression.fitting import kfold
+from regmix_plugin.regression.regressors import (
+    BlendRegressor,
+    GPRegressor,
+    LightGBMRegressor,
+    RegressorSettings,
+)
+from regmix_plugin.regression.trees import parse_lightgbm_model
+
+
+def _rows(n: int = 160, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    x = rng.dirichlet(np.full(k, 0.5), size=n)
+    y = np.log(x[:, 0] + 0.01) - 2 * x[:, 1] * x[:, 2] + 0.05 * rng.standard_normal(n)
+    return x, y
+
+
+def _tuned(monkeypatch: pytest.MonkeyPatch, threads: int) -> tuple[np.ndarray, BlendRegressor]:
+    monkeypatch.setattr(LightGBMRegressor, "fold_threads", threads)
+    monkeypatch.setattr(GPRegressor, "fold_threads", threads)
+    x, y = _rows()
+    settings = RegressorSettings()
+    model = BlendRegressor(settings)
+    oof = model.tune(x, y, kfold(len(y), 5, 42))
+    return oof, model
+
+
+def test_threaded_folds_give_the_numbers_of_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    one, m1 = _tuned(monkeypatch, 1)
+    two, m2 = _tuned(monkeypatch, 3)
+    assert np.all(np.isfinite(one))
+    np.testing.assert_array_equal(one, two)  # bit for bit
+    assert (m1.weight, m1.trees.num_rounds) == (m2.weight, m2.trees.num_rounds)
+    assert m1.gp._theta is not None and m2.gp._theta is not None
+    np.testing.assert_array_equal(m1.gp._theta, m2.gp._theta)
+
+
+def _model_text() -> str:
+    x, y = _rows(300, 4)
+    params = {"objective": "regression", "verbosity": -1, "num_threads": 1, "num_leaves": 7}
+    return str(lgb.train(params, lgb.Dataset(x, y), num_boost_round=20).model_to_string())
+
+
+def test_parser_reads_every_value_as_lightgbm_wrote_it() -> None:
+    text = _model_text()
+    arrays = parse_lightgbm_model(text)
+    # An independent reading of the text: tree by tree, value by value, with Python's float.
+    trees = text.split("Tree=")[1:]
+    want_threshold: list[float] = []
+    want_leaf: list[float] = []
+    for tree in trees:
+        fields = dict(line.split("=", 1) for line in tree.splitlines()[1:] if "=" in line)
+        want_threshold += [float(v) for v in fields["threshold"].split()]
+        want_leaf += [float(v) for v in fields["leaf_value"].split()]
+    assert arrays.num_trees == 20
+    assert arrays.threshold.tolist() == want_threshold
+    assert arrays.leaf_value.tolist() == want_leaf
+
+
+def test_parser_names_the_tree_with_a_bad_value() -> None:
+    text = _model_text()
+    head, sep, rest = text.partition("Tree=3\n")
+    start = rest.index("threshold=") + len("threshold=")
+    fewer = rest[:start] + rest[start:].split(" ", 1)[1]  # the first value dropped
+    with pytest.raises(DataError, match=r"tree 3: field 'threshold' holds"):
+        parse_lightgbm_model(head + sep + fewer)
+    bad_value = rest[:start] + "x" + rest[start + 1 :]  # same count, one value not a number
+    with pytest.raises(DataError, match=r"tree 3: field 'threshold' is not a list of numbers"):
+        parse_lightgbm_model(head + sep + bad_value)
