@@ -668,7 +668,17 @@ def write_weights_yaml(path: str | Path, result: OptimizeResult) -> None:
         "settings": result.settings,
         **({"objective": result.objective} if result.objective is not None else {}),
     }
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, width=100))
+    atomic_write_text(
+        path, yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, width=100, allow_unicode=False)
+    )
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """``yaml.safe_dump`` without anchors and aliases: a mapping that appears twice (the chosen
+    weights are the simulation's when the iterative search keeps them) is written out twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 # -- the study's prior, bounds and observed rows ---------------------------------------------------

@@ -164,6 +164,14 @@ def test_weights_yaml_round_trip(linear_model: FittedModel, tmp_path: Path) -> N
     assert doc["predicted"]["chosen"] == pytest.approx(result.predicted)
     assert {"token_prior", "uniform"} <= set(doc["baselines"])
     assert doc["settings"]["num_candidates"] == 20_000
+    # The chosen weights are the simulation's here (no iterative search): written out twice,
+    # with no YAML anchor or alias a reader of the file would have to resolve.
+    assert (
+        result.weights is result.simulation.weights or result.weights == result.simulation.weights
+    )
+    text = (tmp_path / "weights.yaml").read_text()
+    assert "&id" not in text and "*id" not in text
+    assert doc["simulation_weights"] == doc["weights"]
 
 
 def _study(tmp_path: Path, caps: str = "") -> Path:
