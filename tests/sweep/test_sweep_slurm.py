@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import stat
+from pathlib import Path
 
 import pytest
 from sweep_helpers import DOMAINS, fake_command, run_sweep
 
 from regmix_plugin.cli import main
 from regmix_plugin.errors import LaunchError
+from regmix_plugin.layout import TIMINGS_FILE
 from regmix_plugin.sweep.collect import collect_runs
 from regmix_plugin.sweep.launchers.slurm import JOBS_FILE
 from regmix_plugin.sweep.registry import sweep_status
@@ -30,6 +32,14 @@ def _slurm(**over):
 
 
 @pytest.mark.slow
+def _attempt_job_ids(run: Path) -> list[str]:
+    """The Slurm job id of each attempt of a run, in order, from its timings log (where, when
+    and as which job an attempt ran; ``attempts.json`` holds no such thing)."""
+    lines = (run / TIMINGS_FILE).read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    return [str(e["job_id"]) for e in events if e["event"] == "attempt_start"]
+
+
 def test_job_array_of_real_proxies(slurm_cluster, make_sweep) -> None:
     s = make_sweep.write(_slurm(), num_mixtures=2)
     result = run_sweep(s.config)
@@ -39,8 +49,8 @@ def test_job_array_of_real_proxies(slurm_cluster, make_sweep) -> None:
     script = (s.sweep_dir / "slurm" / "array-0.sh").read_text()
     assert "#SBATCH --array=0-1%3" in script and "#SBATCH --time=00:10:00" in script
     for i, mid in enumerate(s.ids):
-        attempts = json.loads((s.sweep_dir / "runs" / mid / "attempts.json").read_text())
-        assert attempts[-1]["job_id"] == f"{jobs[0]['job_id']}_{i}"  # ran as that array task
+        job_ids = _attempt_job_ids(s.sweep_dir / "runs" / mid)
+        assert job_ids[-1] == f"{jobs[0]['job_id']}_{i}"  # ran as that array task
     table = collect_runs(s.sweep_dir).table
     assert table.columns == [f"val_loss/{d}" for d in DOMAINS]
     assert all(math.isfinite(v) for v in table.values.ravel())
@@ -55,8 +65,9 @@ def test_failed_tasks_are_resubmitted_in_a_new_array(slurm_cluster, make_sweep) 
     for mid in s.ids:
         attempts = json.loads((s.sweep_dir / "runs" / mid / "attempts.json").read_text())
         assert [a["exit_code"] for a in attempts] == [3, 0]
-        assert attempts[0]["job_id"].split("_")[0] == jobs[0]["job_id"]
-        assert attempts[1]["job_id"].split("_")[0] == jobs[1]["job_id"]
+        job_ids = _attempt_job_ids(s.sweep_dir / "runs" / mid)
+        assert job_ids[0].split("_")[0] == jobs[0]["job_id"]
+        assert job_ids[1].split("_")[0] == jobs[1]["job_id"]
 
 
 def test_no_wait_submits_and_a_rerun_adopts_the_queued_array(slurm_cluster, make_sweep) -> None:
