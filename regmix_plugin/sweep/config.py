@@ -322,20 +322,9 @@ class SweepConfig:
         _check_count("sweep.num_threads_per_proxy", self.num_threads_per_proxy, 1)
         if not self.poll_interval_s > 0:
             raise ValueError(f"sweep.poll_interval_s must be > 0, got {self.poll_interval_s}")
-        try:
-            names = [f for _, f, _, _ in string.Formatter().parse(self.command) if f is not None]
-        except ValueError as exc:
-            raise ValueError(
-                f"sweep.command {self.command!r} is not a valid template: {exc}"
-            ) from exc
-        unknown = sorted({n for n in names if n not in COMMAND_FIELDS})
-        if unknown:
-            raise ValueError(
-                f"sweep.command uses unknown placeholder(s) {unknown}; "
-                f"allowed: {list(COMMAND_FIELDS)}"
-            )
+        names = _template_fields("sweep.command", self.command)
         if self.harness_command is not None:
-            _check_harness_template(self.harness_command)
+            _template_fields("sweep.harness_command", self.harness_command)
         if "run_dir" not in names:
             raise ValueError(
                 "sweep.command must pass {run_dir} to the proxy (its output folder, where "
@@ -354,17 +343,16 @@ class SweepConfig:
                 raise ValueError(f"sweep.env: {key!r} is not a valid environment variable name")
 
 
-def _check_harness_template(template: str) -> None:
-    """``sweep.harness_command``: a valid template using only the command's placeholders."""
+def _template_fields(key: str, template: str) -> list[str]:
+    """The placeholders of the command template ``key`` (``sweep.command``,
+    ``sweep.harness_command``): a valid template using only :data:`COMMAND_FIELDS`."""
     try:
         names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
-        raise ValueError(
-            f"sweep.harness_command {template!r} is not a valid template: {exc}"
-        ) from exc
+        raise ValueError(f"{key} {template!r} is not a valid template: {exc}") from exc
     unknown = sorted({n for n in names if n not in COMMAND_FIELDS})
     if unknown:
         raise ValueError(
-            f"sweep.harness_command uses unknown placeholder(s) {unknown}; "
-            f"allowed: {list(COMMAND_FIELDS)}"
+            f"{key} uses unknown placeholder(s) {unknown}; allowed: {list(COMMAND_FIELDS)}"
         )
+    return names
