@@ -72,6 +72,36 @@ class ProxyDiverged(RegMixError):
     """A proxy's loss became NaN or infinite: the run failed, and says why."""
 
 
+#: What a proxy imports on its way (ours import megatron-core inside functions): a serving sweep
+#: worker imports them once and forks each proxy from itself (:mod:`regmix_plugin.sweep.worker`).
+PRELOAD_MODULES = (
+    "torch",
+    "torch.distributed",
+    "megatron.core.datasets.blended_megatron_dataset_builder",
+    "megatron.core.datasets.gpt_dataset",
+    "megatron.core.models.gpt",
+    "megatron.core.models.gpt.gpt_layer_specs",
+    "megatron.core.parallel_state",
+    "megatron.core.tensor_parallel.random",
+    "megatron.core.transformer",
+    "regmix_plugin.cli",
+    "regmix_plugin.commands.study_stages",
+    "regmix_plugin.megatron",
+    "regmix_plugin.proxy.cpu_compat",
+    "regmix_plugin.proxy.data",
+    "regmix_plugin.proxy.model",
+    "regmix_plugin.proxy.runtime",
+)
+
+
+def preload_modules() -> None:
+    """Import :data:`PRELOAD_MODULES` (nothing is initialised: no thread, no device)."""
+    import importlib
+
+    for name in PRELOAD_MODULES:
+        importlib.import_module(name)
+
+
 def fingerprint(
     cfg: ProxyConfig, catalogue: Catalogue, weights: Mapping[str, float], mixture_id: str
 ) -> str:

@@ -67,6 +67,10 @@ class LocalSettings:
     devices: list[int] = field(default_factory=list)
     """Device ordinals to share out (``CUDA_VISIBLE_DEVICES``); empty: 0 .. N-1 as needed."""
 
+    preload: bool = True
+    """CPU slots: fork each proxy of the built-in ``train-proxy`` command from a worker that has
+    imported torch and megatron-core once, instead of a fresh interpreter per proxy."""
+
     def __post_init__(self) -> None:
         _check_count("sweep.local.num_concurrent", self.num_concurrent, 1)
         _check_count("sweep.local.num_devices_per_proxy", self.num_devices_per_proxy, 0)

@@ -14,6 +14,7 @@ silent fall-back to the CPU. A proxy needing more than one device is started wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -85,28 +86,43 @@ def cuda_device_count() -> int:
     return int(torch.cuda.device_count())
 
 
+class _Slot:
+    """One slot's serving worker and the run it is on."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.current: str | None = None
+        """The run handed to the worker and not yet answered."""
+
+
 class LocalLauncher:
-    """Child processes, at most ``sweep.local.num_concurrent`` at once."""
+    """Child processes, at most ``sweep.local.num_concurrent`` at once: one serving worker per
+    slot (``python -m regmix_plugin.sweep.worker SWEEP_DIR --serve``), handed one run at a time
+    on its standard input. With ``sweep.local.preload`` (the default) a CPU slot's worker forks
+    its proxies from an interpreter that has imported torch and megatron-core once
+    (:mod:`regmix_plugin.sweep.worker`)."""
 
     rounds = False
 
     def __init__(self, plan: SweepPlan) -> None:
         self.settings = plan.settings.local
-        self._procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        self._sweep_dir = plan.sweep_dir
+        self._lock = threading.Lock()
         self._changed = threading.Event()
         count = cuda_device_count() if self.settings.num_devices_per_proxy else 0
         # slot -> the CUDA_VISIBLE_DEVICES entries it owns (empty on the CPU)
         self._slots = device_slots(self.settings, os.environ, count)
+        self._workers: list[_Slot | None] = [None] * len(self._slots)
 
     def capacity(self) -> int | None:
         """The number of slots."""
         return len(self._slots)
 
     def _free_slot(self) -> int:
-        used = {slot for _, slot in self._procs.values()}
-        for i in range(len(self._slots)):
-            if i not in used:
-                return i
+        with self._lock:
+            for i, worker in enumerate(self._workers):
+                if worker is None or worker.current is None:
+                    return i
         raise AssertionError("submit called with no free slot")
 
     def _env(self, slot: int) -> dict[str, str]:
@@ -116,61 +132,91 @@ class LocalLauncher:
         env[PARENT_PID_ENV] = str(os.getpid())
         return env
 
+    def _argv(self, plan: SweepPlan) -> list[str]:
+        """The serving worker's command line."""
+        preload = ["--preload"] if self.settings.preload else []
+        return [*worker_argv(plan, []), "--serve", *preload]
+
     def preview(self, plan: SweepPlan, mixture_ids: list[str]) -> str:
-        """The worker command of each run and the proxy command it runs."""
+        """The serving worker of each slot, and the proxy command of each run."""
         lines = [f"local: {len(mixture_ids)} run(s), {len(self._slots)} at a time"]
-        for i, mid in enumerate(mixture_ids):
-            slot = i % len(self._slots)
-            devices = self._slots[slot]
+        for slot, devices in enumerate(self._slots):
             prefix = f"CUDA_VISIBLE_DEVICES={shlex.quote(','.join(devices))} "
-            lines.append(f"  {prefix}{shlex.join(worker_argv(plan, [mid]))}")
-            lines.append(f"    runs: {shlex.join(plan.runs[mid].argv)}")
+            lines.append(f"  slot {slot}: {prefix}{shlex.join(self._argv(plan))}")
+        for mid in mixture_ids:
+            lines.append(f"    {mid} runs: {shlex.join(plan.runs[mid].argv)}")
         return "\n".join(lines)
 
+    def _start(self, plan: SweepPlan, slot: int) -> _Slot:
+        """Start the serving worker of ``slot`` (its messages before a run go to stderr)."""
+        try:
+            proc = subprocess.Popen(
+                self._argv(plan),
+                env=self._env(slot),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise LaunchError(f"could not start the sweep worker of slot {slot}: {exc}") from exc
+        worker = _Slot(proc)
+        threading.Thread(target=self._read_answers, args=(worker,), daemon=True).start()
+        return worker
+
     def submit(self, plan: SweepPlan, mixture_ids: list[str]) -> None:
-        """Start one worker per run, each in a free slot."""
+        """Hand each run to the worker of a free slot (starting it when it is not running)."""
         for mid in mixture_ids:
             slot = self._free_slot()
-            folder = plan.runs[mid].folder
+            worker = self._workers[slot]
+            if worker is None or worker.proc.poll() is not None:
+                worker = self._workers[slot] = self._start(plan, slot)
+            with self._lock:
+                worker.current = mid
             try:
-                # The worker's own messages (the proxy's go to train.log) land in worker.log.
-                with (folder / "worker.log").open("ab") as out:
-                    proc = subprocess.Popen(
-                        worker_argv(plan, [mid]),
-                        env=self._env(slot),
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-            except OSError as exc:
-                raise LaunchError(f"could not start the worker of run {mid}: {exc}") from exc
-            self._procs[mid] = (proc, slot)
-            threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
+                assert worker.proc.stdin is not None
+                worker.proc.stdin.write(f"{mid}\n".encode())
+                worker.proc.stdin.flush()
+            except OSError as exc:  # the worker died between the poll and the write
+                with self._lock:
+                    worker.current = None
+                raise LaunchError(f"could not hand run {mid} to its sweep worker: {exc}") from exc
 
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.wait()
+    def _read_answers(self, worker: _Slot) -> None:
+        """A worker's answers (``<id> <status>``); its exit ends the run it was on."""
+        assert worker.proc.stdout is not None
+        for line in worker.proc.stdout:
+            with self._lock:
+                if line.split()[:1] == [(worker.current or "").encode()]:
+                    worker.current = None
+            self._changed.set()
+        worker.proc.wait()
+        with self._lock:
+            worker.current = None
         self._changed.set()
 
     def in_flight(self, plan: SweepPlan) -> set[str]:
-        """Runs whose worker has not exited."""
-        for mid in [m for m, (p, _) in self._procs.items() if p.poll() is not None]:
-            del self._procs[mid]
-        return set(self._procs)
+        """Runs handed to a worker and not yet answered."""
+        with self._lock:
+            return {w.current for w in self._workers if w is not None and w.current is not None}
 
     def wait_for_change(self, timeout: float) -> None:
-        """Wake as soon as a worker exits."""
+        """Wake as soon as a run ends."""
         self._changed.wait(timeout)
         self._changed.clear()
 
     def close(self) -> None:
-        """Stop the workers still running (SIGTERM, then SIGKILL after 30 s): they are processes
-        of this sweep. Their runs resume from their checkpoints when the sweep is rerun."""
-        for proc, _ in self._procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc, _ in self._procs.values():
+        """Stop the workers (their input closed; SIGTERM to those on a run, SIGKILL after 30 s):
+        they are processes of this sweep. Their runs resume from their checkpoints on rerun."""
+        workers = [w for w in self._workers if w is not None]
+        for w in workers:
+            with contextlib.suppress(OSError):
+                assert w.proc.stdin is not None
+                w.proc.stdin.close()
+            if w.current is not None and w.proc.poll() is None:
+                w.proc.terminate()
+        for w in workers:
             try:
-                proc.wait(timeout=30)
+                w.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
-        self._procs.clear()
+                w.proc.kill()
+                w.proc.wait()
+        self._workers = [None] * len(self._slots)
