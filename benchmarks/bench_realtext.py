@@ -197,8 +197,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(_table("proxy scale (target loss)", result["small_scale"]))
     print(_table("large scale (target loss)", result["large_scale"]))
-    rho = transfer.get("rho", transfer.get("spearman"))
-    print(f"transfer (see {run_dir / 'transfer.json'}): {json.dumps(rho)}")
+    interval, rank = transfer.get("interval", {}), transfer.get("chosen_rank", {})
+    print(
+        f"transfer (see {run_dir / 'transfer.json'}): Spearman rho "
+        f"{transfer.get('spearman_rho')} [{interval.get('lo')}, {interval.get('hi')}] "
+        f"({interval.get('level')} interval); the chosen mixture ranks {rank.get('small')} of "
+        f"{rank.get('of')} at the proxy scale and {rank.get('large')} at the large scale"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return result
