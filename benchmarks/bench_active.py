@@ -28,6 +28,7 @@ lowest value over 400,000 simulated candidates with three rounds of local refine
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -222,6 +223,7 @@ def main() -> None:
     parser.add_argument("--designs", nargs="+", default=["dirichlet", "active"])
     parser.add_argument("--first-seed", type=int, default=0, help="repetition r uses seed first+r")
     parser.add_argument("--out")
+    parser.add_argument("--json", help="also write every repetition's regret here")
     args = parser.parse_args()
     t_start = time.perf_counter()
     table, y = paper_tables()
@@ -282,6 +284,9 @@ def main() -> None:
     print("\n".join(rows))
     if args.out:
         Path(args.out).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    if args.json:
+        raw = {f"{design}@{b}": values for (design, b), values in regret.items()}
+        Path(args.json).write_text(json.dumps({"head": head, "regret": raw}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

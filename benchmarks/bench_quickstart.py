@@ -58,6 +58,10 @@ def main() -> int:
         for m in re.finditer(r"^(\w+)\s+done in ([0-9.]+) s$", proc.stdout, re.MULTILINE)
     ]
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    # What the console showed (progress lines redrawn in place are one line each here).
+    console = ROOT / "benchmarks" / "out" / "quickstart_console.txt"
+    console.parent.mkdir(parents=True, exist_ok=True)
+    console.write_text(proc.stdout, encoding="utf-8")
     load = os.getloadavg()[0]
     print(f"quickstart on {os.cpu_count()} cores (load average at the end {load:.1f})\n")
     print("| stage | seconds |")
