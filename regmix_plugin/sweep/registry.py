@@ -273,21 +273,30 @@ def sweep_mixture_ids(sweep_dir: str | os.PathLike[str]) -> list[str]:
 
 
 def sweep_status(
-    sweep_dir: str | os.PathLike[str], mixture_ids: list[str] | None = None
+    sweep_dir: str | os.PathLike[str],
+    mixture_ids: list[str] | None = None,
+    *,
+    concurrency: int | None = None,
 ) -> SweepStatus:
-    """Read every run's state (done / running / failed / pending) and estimate the time left."""
+    """Read every run's state (done / running / failed / pending) and estimate the time left
+    (``concurrency``: how many runs the launcher runs at once, when known)."""
     sd = resolve_sweep_dir(sweep_dir)
     ids = sweep_mixture_ids(sd) if mixture_ids is None else mixture_ids
     records = [read_run(sd, i) for i in ids]
     counts = {s: 0 for s in STATES}
     for r in records:
         counts[r.state] += 1
-    return SweepStatus(sd, records, counts, estimate_eta(records))
+    return SweepStatus(sd, records, counts, estimate_eta(records, concurrency=concurrency))
 
 
-def estimate_eta(records: list[RunRecord], now: float | None = None) -> float | None:
+def estimate_eta(
+    records: list[RunRecord], now: float | None = None, *, concurrency: int | None = None
+) -> float | None:
     """Seconds left: the median duration of finished runs times the work left, over concurrency.
 
+    The concurrency is the launcher's (``concurrency``, capped by the runs left) when given:
+    right after a run ends its slot is empty for a moment, and dividing by the runs running then
+    would double a 2-slot sweep's estimate. Otherwise the number of runs running now.
     None until a run has finished (nothing to extrapolate from).
     """
     now = time.time() if now is None else now
@@ -301,7 +310,10 @@ def estimate_eta(records: list[RunRecord], now: float | None = None) -> float | 
     for r in running:
         elapsed = now - r.started_at if r.started_at else 0.0
         work += max(0.0, typical - elapsed)
-    return work / max(1, len(running))
+    parallel = len(running)
+    if concurrency is not None:
+        parallel = max(parallel, min(concurrency, len(running) + len(waiting)))
+    return work / max(1, parallel)
 
 
 def format_duration(seconds: float | None) -> str:

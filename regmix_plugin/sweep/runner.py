@@ -373,7 +373,7 @@ def execute(plan: SweepPlan, *, progress: Progress | None = None) -> SweepResult
     try:
         while True:
             in_flight = launcher.in_flight(plan)
-            status = sweep_status(plan.sweep_dir, ids)
+            status = sweep_status(plan.sweep_dir, ids, concurrency=launcher.capacity())
             records = {r.mixture_id: r for r in status.records}
             todo: list[str] = []
             for mid in ids:
