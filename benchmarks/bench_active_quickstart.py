@@ -24,14 +24,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = {"dirichlet": "quickstart.yaml", "active": "quickstart-active.yaml"}
@@ -55,13 +52,6 @@ def _choose(name: str, design_seed: int) -> Path:
     return run_dir
 
 
-def _t_interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    mean = statistics.fmean(diffs)
-    half = float(stats.t.ppf(0.5 + level / 2, len(diffs) - 1)) * statistics.stdev(diffs)
-    half /= math.sqrt(len(diffs))
-    return mean, mean - half, mean + half
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
@@ -71,6 +61,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from regmix_plugin.domains import load_catalogue
+    from regmix_plugin.evaluate import paired_comparison
     from regmix_plugin.mixtures import load_weights_yaml
     from regmix_plugin.proxy.pool import ProxyJob, train_proxies
     from regmix_plugin.study import load_study
@@ -108,9 +99,13 @@ def main() -> int:
     )
     target = study.require("evaluate").target
     losses = {name: [float(next(metrics)["metrics"][target]) for _ in seeds] for name in mixtures}
+    # The evaluate stage's paired t-interval, with active as the "baseline": active - Dirichlet.
+    paired = paired_comparison(losses["active"], losses["dirichlet"])
     diffs = [a - d for a, d in zip(losses["active"], losses["dirichlet"], strict=True)]
-    mean, low, high = _t_interval(diffs)
-    verdict = "active better" if high < 0 else "active worse" if low > 0 else "within noise"
+    mean, low, high = paired.mean_difference, paired.lo, paired.hi
+    verdict = {"loses": "active better", "beats": "active worse"}.get(
+        paired.verdict, paired.verdict
+    )
     planted = mixtures["planted"]
     result: dict[str, Any] = {
         "target": target,

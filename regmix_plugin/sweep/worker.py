@@ -48,7 +48,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -72,9 +72,6 @@ from regmix_plugin.sweep.registry import log_tail, read_json, run_folder, try_lo
 
 EXIT_FAILED = 1
 EXIT_LOCKED = 75
-
-#: Serve mode: the file descriptor answers go to (closed in a forked proxy).
-_PROTOCOL_FD: list[int | None] = [None]
 
 
 def _metrics_problem(path: Path) -> str:
@@ -170,6 +167,8 @@ class _Preload:
     """The worker's environment before the first preloaded run changed it."""
     run_env: dict[str, str] | None = None
     """The run environment the imports were made with (None: nothing imported yet)."""
+    answers_fd: int | None = None
+    """The file descriptor serve mode answers on (closed in a forked proxy)."""
 
 
 _BUILTIN_PROXY = ["-m", "regmix_plugin", "train-proxy"]
@@ -227,8 +226,8 @@ def _forked_proxy(spec: dict[str, Any], log: BinaryIO, worker_pid: int) -> NoRet
         os.dup2(null, 0)
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        if _PROTOCOL_FD[0] is not None:
-            os.close(_PROTOCOL_FD[0])
+        if _Preload.answers_fd is not None:
+            os.close(_Preload.answers_fd)
         if spec.get("cwd"):
             os.chdir(spec["cwd"])
         os.environ.clear()
@@ -261,7 +260,9 @@ def _run_proxy(
         pid = os.fork()
         if pid == 0:
             _forked_proxy(spec, log, worker_pid)
-        return _wait_forwarding(pid), ""
+        with _signals_forwarded(lambda signum: os.kill(pid, signum)):
+            _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), ""  # -N for a signal, as subprocess reports
     try:
         proc = subprocess.Popen(
             wrapped_argv(list(spec["argv"])),
@@ -275,34 +276,25 @@ def _run_proxy(
     except OSError as exc:
         return 127, f"could not start the proxy command: {exc}"
 
-    def _forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
-
-    previous = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        code = proc.wait()
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    return code, ""
+    with _signals_forwarded(proc.send_signal):
+        return proc.wait(), ""
 
 
-def _wait_forwarding(pid: int) -> int:
-    """Wait for the forked proxy ``pid`` with SIGTERM/SIGINT forwarded; its exit status as
-    ``subprocess`` reports it (-N for a signal)."""
+@contextlib.contextmanager
+def _signals_forwarded(send: Callable[[int], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT received by this worker are passed to ``send`` (to the proxy)
+    meanwhile."""
 
     def _forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+            send(signum)
 
     previous = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _, status = os.waitpid(pid, 0)
+        yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    return os.waitstatus_to_exitcode(status)
 
 
 def _judge(folder: Path, code: int, error: str) -> tuple[int, str]:
@@ -418,7 +410,7 @@ def _stderr_to(path: Path) -> Iterator[None]:
 def serve(sweep_dir: Path, *, preload: bool) -> int:
     """Serve mode: run the mixture ids read from stdin, answering ``<id> <status>`` on stdout."""
     answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    _PROTOCOL_FD[0] = answers.fileno()
+    _Preload.answers_fd = answers.fileno()
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)  # a stray print must not corrupt the answers
     os.close(null)

@@ -106,7 +106,6 @@ class LocalLauncher:
 
     def __init__(self, plan: SweepPlan) -> None:
         self.settings = plan.settings.local
-        self._sweep_dir = plan.sweep_dir
         self._lock = threading.Lock()
         self._changed = threading.Event()
         count = cuda_device_count() if self.settings.num_devices_per_proxy else 0
