@@ -22,10 +22,12 @@ def _extension(name: str, folder: str, flags: tuple[str, ...] = ()) -> Pybind11E
 
 
 setup(
-    # _trees: -fno-math-errno lets the GP kernel's square roots vectorise (inputs are >= 0).
+    # _trees: -fno-math-errno lets the GP kernel's square roots vectorise (inputs are >= 0);
+    # -ffp-contract=off keeps the compiler from fusing a * b + c where the source did not ask
+    # for it, so the GP kernel's bits are the same on every CPU and compiler (see gp.cpp).
     ext_modules=[
         _extension("_blend", "blend"),
-        _extension("_trees", "trees", ("-fno-math-errno",)),
+        _extension("_trees", "trees", ("-fno-math-errno", "-ffp-contract=off")),
     ],
     cmdclass={"build_ext": build_ext},
 )
