@@ -77,3 +77,36 @@ def test_parser_names_the_tree_with_a_bad_value() -> None:
     bad_value = rest[:start] + "x" + rest[start + 1 :]  # same count, one value not a number
     with pytest.raises(DataError, match=r"tree 3: field 'threshold' is not a list of numbers"):
         parse_lightgbm_model(head + sep + bad_value)
+
+
+_GP_FIT_IN_FRESH_PROCESS = """
+import sys
+import numpy as np
+if sys.argv[1] == "scipy-first":
+    import scipy.linalg  # noqa: F401
+from regmix_plugin.regression.regressors import GPRegressor, GPSettings
+rng = np.random.default_rng(3)
+x = rng.dirichlet(np.full(6, 0.5), size=120)
+y = np.log(x[:, 0] + 0.01) - 2 * x[:, 1] * x[:, 2] + 0.05 * rng.standard_normal(120)
+model = GPRegressor(GPSettings())
+model.fit(x, y)
+print(model.state["length_scale"].tobytes().hex(), model.state["dual_coef"].tobytes().hex())
+"""
+
+
+def test_gp_fit_bits_do_not_depend_on_what_the_process_imported_first() -> None:
+    """The GP's LAPACK runs on one thread (``gp.num_threads: 1``) even when SciPy's own
+    OpenBLAS is first loaded inside the fit: a fresh process (as ``regmix fit`` alone) and one
+    that imported SciPy before (as within ``regmix run``) give the same bits, with OpenBLAS
+    free to use two threads."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+
+    def run(mode: str) -> str:
+        cmd = [sys.executable, "-c", _GP_FIT_IN_FRESH_PROCESS, mode]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert run("fresh") == run("scipy-first")

@@ -189,6 +189,12 @@ def _blas_threads(num_threads: int) -> Iterator[None]:
         yield
         return
     threadpoolctl = require("threadpoolctl", "scikit-learn")
+    # threadpoolctl limits the BLAS libraries loaded when the block starts. SciPy ships its own
+    # OpenBLAS, loaded by the first ``import scipy.linalg``: imported lazily inside the block, it
+    # escaped the limit, and the first GP fit of a process then ran LAPACK on every core, whose
+    # last bits depend on the thread count (`regmix fit` alone and within `regmix run` differed).
+    import scipy.linalg  # noqa: F401
+
     with threadpoolctl.threadpool_limits(num_threads, user_api="blas"):
         yield
 
