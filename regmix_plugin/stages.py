@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from regmix_plugin.config import from_dict, to_dict
+from regmix_plugin.config import from_dict, load_yaml, to_dict
 from regmix_plugin.domains import (
     Catalogue,
     catalogue_record,
@@ -875,10 +875,11 @@ def mixture_columns(study: StudyConfig, catalogue: Catalogue) -> list[str]:
 
 
 def _load_yaml_doc(path: Path) -> dict[str, Any]:
+    """A YAML mapping read strictly (a duplicate key or a non-mapping is an error naming the
+    file); a missing file is empty."""
     if not path.is_file():
         return {}
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return doc if isinstance(doc, dict) else {}
+    return load_yaml(path)
 
 
 def _sample_schedules(study: StudyConfig, catalogue: Catalogue) -> SampleResult:

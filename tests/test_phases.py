@@ -406,3 +406,17 @@ def test_report_shows_the_schedule(catalogue, tmp_path: Path) -> None:
     assert cells[1:3] == ["0.0000", "0.3000"]
     assert float(cells[4]) == pytest.approx(0.3 * 640 / books.num_tokens, abs=1e-3)
     assert float(cells[5]) == pytest.approx(0.3 * 640 / books.num_tokens, abs=1e-3)
+
+
+def test_schedule_weights_file_is_read_strictly(tmp_path: Path) -> None:
+    """The evaluate stage reads the schedule's best single mixture back from the run's
+    weights.yaml: a duplicate key there is an error naming the file, not the last value."""
+    from regmix_plugin.stages import _load_yaml_doc
+
+    path = tmp_path / "weights.yaml"
+    assert _load_yaml_doc(path) == {}
+    path.write_text("schedule:\n  best_single_mixture: {a: 0.5, b: 0.5}\nschedule: {}\n")
+    with pytest.raises(ConfigError, match="weights.yaml"):
+        _load_yaml_doc(path)
+    path.write_text("schedule:\n  best_single_mixture: {a: 0.5, b: 0.5}\n")
+    assert _load_yaml_doc(path)["schedule"]["best_single_mixture"] == {"a": 0.5, "b": 0.5}
