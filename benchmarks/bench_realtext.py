@@ -97,20 +97,11 @@ def _train_all(jobs: list[tuple[Path, dict[str, float], Path]], workers: int) ->
         return list(pool.map(lambda job: _train(*job), jobs))
 
 
-def _t_interval(diffs: list[float]) -> tuple[float, float, float]:
-    """Mean and two-sided 95% t-interval of paired differences."""
-    from scipy import stats
-
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    if n < 2:
-        return mean, -math.inf, math.inf
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def _compare(losses: dict[str, list[float]]) -> dict[str, Any]:
-    """Mean/std per mixture and the paired difference of each baseline to the chosen mixture."""
+    """Mean/std per mixture and the paired difference of each baseline to the chosen mixture
+    (``evaluate.paired_comparison``: two-sided 95% t-interval over the seeds)."""
+    from regmix_plugin.evaluate import paired_comparison
+
     out: dict[str, Any] = {"mixtures": {}, "paired_vs_chosen": {}}
     for name, values in losses.items():
         sd = statistics.stdev(values) if len(values) > 1 else math.nan
@@ -118,11 +109,12 @@ def _compare(losses: dict[str, list[float]]) -> dict[str, Any]:
     for name, values in losses.items():
         if name == "chosen":
             continue
-        diffs = [b - c for b, c in zip(values, losses["chosen"], strict=True)]
-        mean, lo, hi = _t_interval(diffs)
+        p = paired_comparison(values, losses["chosen"])
         out["paired_vs_chosen"][name] = {
-            "mean_baseline_minus_chosen": mean, "lo95": lo, "hi95": hi,
-            "chosen_beats": bool(lo > 0), "baseline_beats": bool(hi < 0),
+            "mean_baseline_minus_chosen": p.mean_difference,
+            "lo95": -math.inf if p.lo is None else p.lo,
+            "hi95": math.inf if p.hi is None else p.hi,
+            "chosen_beats": p.verdict == "beats", "baseline_beats": p.verdict == "loses",
         }  # fmt: skip
     return out
 
