@@ -159,8 +159,10 @@ class ExactRatioBlendedDataset(BlendedDataset):
             self.num_samples = int(raw.sum())
             self.weights = [int(x) for x in raw]
         else:
-            if isinstance(size, bool) or int(size) != size or size <= 0:
-                raise DataError(f"the blend size must be a positive integer, got {size!r}")
+            # 0 is what the builder asks of a split that exists but is not sampled
+            # (``eval_iters: 0``): an empty blend, as megatron-core's BlendedDataset gives.
+            if isinstance(size, bool) or int(size) != size or size < 0:
+                raise DataError(f"the blend size must be a whole number >= 0, got {size!r}")
             self.num_samples = int(size)
             self.weights = (raw / raw.sum()).tolist()
         self.datasets = datasets
@@ -223,6 +225,8 @@ class ExactRatioBlendedDataset(BlendedDataset):
 
     def _build_indices(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Materialise (or load from the cache) the two index arrays; nothing when lazy."""
+        if self.num_samples == 0:  # an empty split: nothing to build or cache
+            return np.zeros(0, index_dtype(len(self.weights))), np.zeros(0, np.int64)
         if self.lazy:
             self._lazy_index = (
                 LazyBlendIndex(self.weights, self.num_samples)

@@ -224,3 +224,33 @@ def test_blend_demo_runs_and_reports(tmp_path: Path) -> None:
         assert r.deviation_ours < 1.0
     assert "| web |" in format_table(rows)
     assert os.path.isfile(tmp_path / "demo" / "data" / "web_text_document.idx")
+
+
+def test_a_split_of_size_zero_is_empty_as_in_megatron(
+    corpus: dict[str, str], tmp_path: Path
+) -> None:
+    """``eval_iters: 0`` asks the builder for 0 validation and test samples of splits that do
+    exist (split 90,5,5): megatron-core's BlendedDataset is then empty, and so is ours (and
+    nothing is cached for it)."""
+    prefixes, weights = list(corpus.values()), [0.4, 0.3, 0.2, 0.1]
+
+    def build(cache: Path | None) -> list[Any]:
+        # (megatron-core's own class needs torch.distributed for a cache: none for it here)
+        config = _config(prefixes, weights, cache)
+        object.__setattr__(config, "split", "90,5,5")
+        config.__post_init__()
+        builder = BlendedMegatronDatasetBuilder(GPTDataset, [200, 0, 0], lambda: True, config)
+        return list(builder.build())
+
+    stock = build(None)
+    with use_exact_ratio_blending():
+        ours = build(tmp_path / "cache")
+    assert [len(d) for d in ours] == [len(d) for d in stock]
+    assert len(ours[0]) >= 200 and len(ours[1]) == len(ours[2]) == 0
+    assert all(isinstance(d, ExactRatioBlendedDataset) for d in ours)
+    assert ours[1].dataset_index.shape == (0,) and ours[1].dataset_sample_index.shape == (0,)
+    assert ours[1].dataset_index.dtype == np.uint8
+    with pytest.raises(IndexError):
+        ours[1][0]
+    cached = {p.name.split("-")[-1] for p in (tmp_path / "cache").rglob("*dataset_index.npy")}
+    assert cached and all(len(np.load(p)) > 0 for p in (tmp_path / "cache").rglob("*_index.npy"))
