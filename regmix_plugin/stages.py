@@ -200,6 +200,15 @@ def check_proxy_data(study: StudyConfig, catalogue: Catalogue) -> None:
     from regmix_plugin.proxy.data import check_eval_data
 
     check_eval_data(study.require("proxy"), catalogue)
+    if study.transfer is not None:
+        # The larger scale reads the same validation parts and target sets, but may cut them
+        # into longer sequences (transfer.proxy.seq_length): checked now, not after the sweep.
+        try:
+            check_eval_data(larger_proxy(study), catalogue)
+        except DataError as exc:
+            raise DataError(
+                f"transfer.proxy (the larger scale, its settings over the proxy section's): {exc}"
+            ) from None
 
 
 def plan_sweep(study: StudyConfig, layout: RunLayout, catalogue: Catalogue) -> Any:

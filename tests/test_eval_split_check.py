@@ -99,3 +99,33 @@ def test_regmix_run_stops_before_the_sweep_launches(corpus, tmp_path: Path) -> N
     # Checked before anything is written or run: the data is there (no synthetic stage).
     run_dir = Path(study.run_dir)
     assert not run_dir.exists() or not any(p.is_file() for p in run_dir.rglob("*"))
+
+
+def test_the_larger_transfer_proxy_is_checked_before_the_sweep(tmp_path: Path) -> None:
+    """transfer.proxy may lengthen the sequences. Each domain here has two prefixes whose
+    validation parts (5 of 10 documents of 20 tokens: 100 tokens each) hold samples of 16
+    tokens but none of 120: the transfer stage would find that out after the whole sweep."""
+    data = tmp_path / "data"
+    prefixes = {f"{d}{i}": _write(data, f"{d}{i}", [20] * 10) for d in "ab" for i in (1, 2)}
+    target = _write(data, "target", [50] * 5)
+    study_data = study_dict(
+        {"a": prefixes["a1"], "b": prefixes["b1"]},
+        tmp_path,
+        seq_length=SEQ,
+        split="50,50,0",
+        num_eval_tokens=121,
+        targets={"t": [target]},
+    )
+    for entry in study_data["domains"]["entries"]:
+        entry["prefixes"] = [prefixes[entry["name"] + "1"], prefixes[entry["name"] + "2"]]
+    more = {
+        "sample": {"num_mixtures": 8, "seed": 0},
+        "sweep": {"launcher": "local"},
+        "transfer": {"target": "target_loss/t", "proxy": {"seq_length": 120}},
+    }
+    study = as_study({**study_data, **more}, tmp_path)
+    check_eval_data(study.proxy, load_catalogue(study.domains))  # the sweep's own proxy fits
+    with pytest.raises(DataError, match=r"^transfer\.proxy .*'a' has no validation split"):
+        run_pipeline(study, stop="sweep")
+    run_dir = Path(study.run_dir)
+    assert not run_dir.exists() or not any(p.is_file() for p in run_dir.rglob("*"))
