@@ -416,7 +416,7 @@ def test_schedule_weights_file_is_read_strictly(tmp_path: Path) -> None:
     path = tmp_path / "weights.yaml"
     assert _load_yaml_doc(path) == {}
     path.write_text("schedule:\n  best_single_mixture: {a: 0.5, b: 0.5}\nschedule: {}\n")
-    with pytest.raises(ConfigError, match="weights.yaml"):
+    with pytest.raises(ConfigError, match=r"weights\.yaml"):
         _load_yaml_doc(path)
     path.write_text("schedule:\n  best_single_mixture: {a: 0.5, b: 0.5}\n")
     assert _load_yaml_doc(path)["schedule"]["best_single_mixture"] == {"a": 0.5, "b": 0.5}
