@@ -38,12 +38,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from regmix_plugin.config import load_yaml, to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
-from regmix_plugin.io import atomic_write_text
+from regmix_plugin.io import atomic_write_text, plain_yaml
 from regmix_plugin.objectives import (
     FEASIBILITY_SAMPLE,
     ConstraintConfig,
@@ -668,17 +667,8 @@ def write_weights_yaml(path: str | Path, result: OptimizeResult) -> None:
         "settings": result.settings,
         **({"objective": result.objective} if result.objective is not None else {}),
     }
-    atomic_write_text(
-        path, yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, width=100, allow_unicode=False)
-    )
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """``yaml.safe_dump`` without anchors and aliases: a mapping that appears twice (the chosen
-    weights are the simulation's when the iterative search keeps them) is written out twice."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+    # (plain: the chosen weights are the simulation's when the iterative search keeps them)
+    atomic_write_text(path, plain_yaml(doc))
 
 
 # -- the study's prior, bounds and observed rows ---------------------------------------------------

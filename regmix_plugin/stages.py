@@ -44,6 +44,7 @@ from regmix_plugin.io import (
     atomic_write_text,
     check_output_folder,
     check_output_path,
+    plain_yaml,
     remove_stale_temps,
     remove_stale_temps_in,
 )
@@ -945,7 +946,7 @@ def _optimize_schedule(study: StudyConfig, layout: RunLayout, catalogue: Catalog
         },
         "num_drawn": choice.num_drawn,
     }
-    atomic_write_text(layout.weights, yaml.safe_dump(doc, sort_keys=False, width=100))
+    atomic_write_text(layout.weights, plain_yaml(doc))
     log.info(
         "optimize: schedule over %d phases, predicted %.4g", len(choice.phases), choice.predicted
     )

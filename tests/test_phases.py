@@ -420,3 +420,19 @@ def test_schedule_weights_file_is_read_strictly(tmp_path: Path) -> None:
         _load_yaml_doc(path)
     path.write_text("schedule:\n  best_single_mixture: {a: 0.5, b: 0.5}\n")
     assert _load_yaml_doc(path)["schedule"]["best_single_mixture"] == {"a": 0.5, "b": 0.5}
+
+
+def test_weights_files_never_hold_yaml_anchors() -> None:
+    """A schedule's weights.yaml may hold the chosen weights twice (the single best mixture is
+    a phase's): written out twice, never as an anchor and alias whose presence depends on
+    which values happen to be one object."""
+    from regmix_plugin.io import plain_yaml
+
+    w = {"a": 0.25, "b": 0.75}
+    doc = {"weights": w, "schedule": {"mixtures": {"p1": w, "p2": dict(w)}}}
+    text = plain_yaml(doc)
+    assert "&" not in text and "*" not in text
+    assert yaml.safe_load(text) == doc
+    assert text == plain_yaml(
+        {"weights": dict(w), "schedule": {"mixtures": {"p1": dict(w), "p2": dict(w)}}}
+    )
