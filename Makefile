@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 CONSTRAINTS := .ci/constraints.txt
 SOURCES := $(wildcard csrc/*/*.cpp csrc/*/*.h)
+# setuptools prints an "Editable installation" banner for every editable install of a flat
+# layout (a caution about same-named folders, nothing to act on); filtered from our installs.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: setup build quickstart test test-312 test-fast check format bench clean nemo-env py312-env system-deps
 
@@ -18,7 +21,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools>=77'
 	$(PIP) install -q -c $(CONSTRAINTS) torch
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,nemo-run,harness]'
+	$(EDITABLE) $(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,nemo-run,harness]'
 	touch $@
 
 # The separate NeMo 2 environment that tests/test_emit_nemo.py runs its checks in (about 150 s and
@@ -52,7 +55,7 @@ $(VENV312)/.installed: pyproject.toml setup.py $(PY312_CONSTRAINTS)
 	test -x $(VENV312)/bin/python || PYENV_VERSION=$${PYENV_VERSION:-3.12.1} $(PYTHON312) -m venv $(VENV312)
 	$(VENV312)/bin/python -m pip install -q --upgrade pip 'setuptools>=77'
 	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) torch
-	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) -e '.[dev,nemo-run]' megatron-core
+	$(EDITABLE) $(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) -e '.[dev,nemo-run]' megatron-core
 	$(VENV312)/bin/python -m pip install -q --no-deps -c $(PY312_CONSTRAINTS) megatron-bridge
 	$(VENV312)/bin/python -m pip install -q -c $(PY312_CONSTRAINTS) transformers datasets \
 	    omegaconf einops megatron-energon diffusers nvidia-modelopt
