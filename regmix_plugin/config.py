@@ -85,6 +85,20 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
 
 
+def plain_yaml(doc: Any, width: int = 100) -> str:
+    """``yaml.safe_dump`` (keys in insertion order) without anchors and aliases: a mapping
+    that appears twice in ``doc`` is written out twice, so an artifact's bytes never depend on
+    which of its values happen to be one shared object."""
+    return str(
+        yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, width=width, allow_unicode=False)
+    )
+
+
+class _PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping strictly; a missing file or a non-mapping document is a ConfigError."""
     data = parse_yaml(read_text_file(path, "config file"), str(path))

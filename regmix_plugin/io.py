@@ -121,19 +121,6 @@ def check_output_path(path: str | os.PathLike[str], setting: str) -> None:
             )
 
 
-def plain_yaml(doc: Any, width: int = 100) -> str:
-    """``yaml.safe_dump`` (keys in insertion order) without anchors and aliases: a mapping
-    that appears twice in ``doc`` is written out twice, so an artifact's bytes never depend on
-    which of its values happen to be one shared object."""
-    import yaml  # here, not at the top: the sweep worker imports this module and starts light
-
-    class _Plain(yaml.SafeDumper):
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
-
-    return str(yaml.dump(doc, Dumper=_Plain, sort_keys=False, width=width, allow_unicode=False))
-
-
 def append_json_line(path: str | os.PathLike[str], record: Any) -> None:
     """Append ``record`` as one JSON line to the log file ``path`` (created if absent).
 

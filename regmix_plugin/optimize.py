@@ -39,10 +39,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from regmix_plugin.config import load_yaml, to_dict
+from regmix_plugin.config import load_yaml, plain_yaml, to_dict
 from regmix_plugin.domains import Catalogue
 from regmix_plugin.errors import ConfigError, DataError, InfeasibleError
-from regmix_plugin.io import atomic_write_text, plain_yaml
+from regmix_plugin.io import atomic_write_text
 from regmix_plugin.objectives import (
     FEASIBILITY_SAMPLE,
     ConstraintConfig,

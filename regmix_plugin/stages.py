@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from regmix_plugin.config import from_dict, load_yaml, to_dict
+from regmix_plugin.config import from_dict, load_yaml, plain_yaml, to_dict
 from regmix_plugin.domains import (
     Catalogue,
     catalogue_record,
@@ -44,7 +44,6 @@ from regmix_plugin.io import (
     atomic_write_text,
     check_output_folder,
     check_output_path,
-    plain_yaml,
     remove_stale_temps,
     remove_stale_temps_in,
 )

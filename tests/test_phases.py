@@ -426,7 +426,7 @@ def test_weights_files_never_hold_yaml_anchors() -> None:
     """A schedule's weights.yaml may hold the chosen weights twice (the single best mixture is
     a phase's): written out twice, never as an anchor and alias whose presence depends on
     which values happen to be one object."""
-    from regmix_plugin.io import plain_yaml
+    from regmix_plugin.config import plain_yaml
 
     w = {"a": 0.25, "b": 0.75}
     doc = {"weights": w, "schedule": {"mixtures": {"p1": w, "p2": dict(w)}}}
