@@ -53,21 +53,28 @@ def _run(argv: list[str], cwd: Path) -> None:
     assert proc.returncode == 0, out[-3000:]
 
 
-def _kill_when(argv: list[str], cwd: Path, ready: Callable[[], bool], timeout: float) -> bool:
+def _kill_when(
+    argv: list[str], cwd: Path, ready: Callable[[], bool], timeout: float, may_finish: bool = False
+) -> str:
     """Start ``regmix ARGV``; SIGKILL it as soon as ``ready()`` holds (polled every 2 ms) or
-    after ``timeout`` seconds. Returns whether ``ready()`` held; fails if it exited first."""
+    after ``timeout`` seconds. Returns ``"ready"`` or ``"timeout"`` (the kill landed), or
+    ``"finished"`` when it exited first, which fails the test unless ``may_finish``."""
     proc = _start(argv, cwd)
     deadline = time.monotonic() + timeout
-    hit = False
+    outcome = "timeout"
     while time.monotonic() < deadline and proc.poll() is None:
         if ready():
-            hit = True
+            outcome = "ready"
             break
         time.sleep(0.002)
-    assert proc.poll() is None, f"it ended before the kill:\n{proc.communicate()[0][-3000:]}"
+    if proc.poll() is not None:
+        out = proc.communicate()[0]
+        assert may_finish, f"it ended before the kill:\n{out[-3000:]}"
+        assert proc.returncode == 0, out[-3000:]
+        return "finished"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return hit
+    return outcome
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -92,8 +99,8 @@ def test_kill_during_fit(good: Path, tmp_path: Path) -> None:
     reference = _files(w / "run" / "model")
     shutil.rmtree(w / "run" / "model")
     # The model is built in a temporary folder beside model/ and renamed at the end.
-    hit = _kill_when(["fit", "study.yaml"], w, lambda: any((w / "run").glob(".model.*")), 300)
-    assert hit, "the fit never made its temporary folder"
+    outcome = _kill_when(["fit", "study.yaml"], w, lambda: any((w / "run").glob(".model.*")), 300)
+    assert outcome == "ready", "the fit never made its temporary folder"
     assert list((w / "run").glob(".model.*")), "the kill left nothing to clean (test too late)"
     _run(["fit", "study.yaml"], w)
     assert _temps(w / "run" / "model") == [] and not list((w / "run").glob(".model.*"))
@@ -108,19 +115,25 @@ def test_kill_during_optimize(good: Path, tmp_path: Path) -> None:
     duration = time.monotonic() - t0
     reference = (w / "run" / "weights.yaml").read_bytes()
     (w / "run" / "weights.yaml").unlink()
-    # Kills at three moments inside the run (the simulation, the choice, the write).
-    for share in (0.5, 0.8, 0.95):
+    # Kills at several moments inside the run (the simulation, the choice, the write). A rerun can
+    # be quicker than the timed one (warm caches, a less busy machine), so a late kill may find
+    # it finished: that is allowed, as long as some kills land while it runs.
+    landed = 0
+    for share in (0.3, 0.5, 0.8, 0.95):
         started = time.monotonic()
-        _kill_when(
+        outcome = _kill_when(
             ["optimize", "study.yaml"],
             w,
             lambda s=started, f=share: (  # type: ignore[misc]
                 any((w / "run").glob(".weights.yaml.*")) or time.monotonic() - s > f * duration
             ),
             duration * 3,
+            may_finish=True,
         )
+        landed += outcome != "finished"
         if (w / "run" / "weights.yaml").is_file():
-            (w / "run" / "weights.yaml").unlink()  # it finished writing: kill earlier next time
+            (w / "run" / "weights.yaml").unlink()  # it finished writing: start clean again
+    assert landed >= 1, "every kill missed the run: it finished before them"
     _run(["optimize", "study.yaml"], w)
     assert _temps(w / "run") == []
     assert (w / "run" / "weights.yaml").read_bytes() == reference
@@ -134,13 +147,13 @@ def test_kill_during_emit(good: Path, tmp_path: Path) -> None:
     reference = _files(blend)
     shutil.rmtree(blend)
     # Files are written one by one, the manifest last: kill once some exist and it does not.
-    hit = _kill_when(
+    outcome = _kill_when(
         ["emit", "study.yaml", "--weights", "run/weights.yaml"],
         w,
         lambda: blend.is_dir() and any(blend.iterdir()) and not (blend / "manifest.json").exists(),
         120,
     )
-    assert hit, "the emit was never caught half-way"
+    assert outcome == "ready", "the emit was never caught half-way"
     assert not (blend / "manifest.json").exists()
     _run(["emit", "study.yaml", "--weights", "run/weights.yaml"], w)
     assert _temps(blend) == []

@@ -172,6 +172,22 @@ def test_gp_fit_reaches_scikit_learns_optimum() -> None:
     )
 
 
+def test_gp_inputs_are_the_standardised_log_weights_in_any_block_and_thread_count() -> None:
+    mixtures, results = _tables()
+    gp = GPRegressor(GPSettings())
+    gp.fit(mixtures.values, results.values[:, 0])
+    st = gp.state
+    x = np.random.default_rng(3).dirichlet(np.ones(3), size=1001)
+    f = np.log(mixtures.values + GPSettings().log_epsilon)
+    scale = f.std(axis=0)
+    by_hand = (np.log(x + GPSettings().log_epsilon) - f.mean(axis=0)) / scale
+    np.testing.assert_allclose(st["feature_scale"], scale, rtol=0)
+    np.testing.assert_array_equal(gp._z(x), by_hand)
+    scaled = by_hand / st["length_scale"]
+    for chunk, threads in ((65536, 1), (100, 2), (7, 3)):
+        np.testing.assert_array_equal(gp._scaled_inputs(x, threads, chunk), scaled)
+
+
 # --- ensembles of fitted models ---------------------------------------------------------------
 
 

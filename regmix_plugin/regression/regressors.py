@@ -728,9 +728,18 @@ class GPRegressor:
         """Whether the subset-of-regressors approximation was used."""
         return list(self._notes)
 
-    def _z(self, x: np.ndarray) -> np.ndarray:
+    def _z(self, x: np.ndarray, out: np.ndarray | None = None, scaled: bool = False) -> np.ndarray:
+        """Standardised log-weights, divided by the length scales when ``scaled``: computed in
+        place in ``out`` (a new float64 array when None), with no temporaries."""
         st = self.state
-        return (np.log(x + self.settings.log_epsilon) - st["feature_mean"]) / st["feature_scale"]
+        buf = np.empty(np.shape(x)) if out is None else out
+        np.add(np.asarray(x, dtype=np.float64), self.settings.log_epsilon, out=buf)
+        np.log(buf, out=buf)
+        buf -= st["feature_mean"]
+        buf /= st["feature_scale"]
+        if scaled:
+            buf /= st["length_scale"]
+        return buf
 
     def tune(self, x: np.ndarray, y: np.ndarray, folds: Folds) -> np.ndarray:
         """Hyperparameters of every row first; each fold's GP then re-fits its own, starting
@@ -840,7 +849,7 @@ class GPRegressor:
         if not self.state:
             raise RuntimeError("fit the model first")
         st = self.state
-        u = self._z(x) / st["length_scale"]
+        u = self._z(x, scaled=True)
         ys = (y - float(st["y_mean"])) / float(st["y_scale"])
         sub = self._subset(len(y))
         amp, noise = float(st["amplitude"]), float(st["noise"])
@@ -875,20 +884,14 @@ class GPRegressor:
         return np.asarray(out) * float(st["y_scale"]) + float(st["y_mean"])
 
     def _scaled_inputs(self, x: np.ndarray, num_threads: int, chunk: int = 65536) -> np.ndarray:
-        """``self._z(x) / length_scale`` as one C-contiguous float64 array, the same operations
-        in the same order, but in place in a single buffer and in row blocks over
-        ``num_threads`` threads (numpy releases the GIL): at a million candidates the three
-        temporaries cost as much as a third of the compiled kernel."""
-        st = self.state
+        """``self._z(x, scaled=True)`` in row blocks over ``num_threads`` threads (numpy
+        releases the GIL): at a million candidates this step costs as much as a third of the
+        compiled kernel."""
         buf = np.empty(np.shape(x))
-        np.add(np.asarray(x, dtype=np.float64), self.settings.log_epsilon, out=buf)
 
         def one(b: int) -> None:
-            blk = buf[b * chunk : (b + 1) * chunk]
-            np.log(blk, out=blk)
-            blk -= st["feature_mean"]
-            blk /= st["feature_scale"]
-            blk /= st["length_scale"]
+            rows = slice(b * chunk, (b + 1) * chunk)
+            self._z(x[rows], out=buf[rows], scaled=True)
 
         _map_threads(one, -(-len(buf) // chunk), num_threads)
         return buf
@@ -918,7 +921,7 @@ class GPRegressor:
         out = np.empty((len(x), alpha.shape[1]))
 
         def one(b: int) -> None:
-            q = self._z(x[b : b + chunk]) / ls
+            q = self._z(x[b : b + chunk], scaled=True)
             d2 = q @ minus_2t
             d2 += np.einsum("ij,ij->i", q, q)[:, None]
             d2 += t2[None, :]
