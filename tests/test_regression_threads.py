@@ -15,7 +15,12 @@ from regmix_plugin.regression.regressors import (
     LightGBMRegressor,
     RegressorSettings,
 )
-from regmix_plugin.regression.trees import parse_lightgbm_model
+from regmix_plugin.regression.trees import (
+    ForestArrays,
+    _parse_regular,
+    parse_lightgbm_model,
+    parse_lightgbm_model_lines,
+)
 
 
 def _rows(n: int = 160, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +82,37 @@ def test_parser_names_the_tree_with_a_bad_value() -> None:
     bad_value = rest[:start] + "x" + rest[start + 1 :]  # same count, one value not a number
     with pytest.raises(DataError, match=r"tree 3: field 'threshold' is not a list of numbers"):
         parse_lightgbm_model(head + sep + bad_value)
+
+
+def _assert_same_arrays(a: ForestArrays, b: ForestArrays) -> None:
+    assert a.num_features == b.num_features
+    for name in ForestArrays.__dataclass_fields__:
+        va, vb = getattr(a, name), getattr(b, name)
+        if isinstance(va, np.ndarray):
+            assert va.dtype == vb.dtype and va.flags.c_contiguous, name
+            np.testing.assert_array_equal(va, vb, err_msg=name)
+
+
+def test_whole_model_reading_equals_the_line_by_line_one() -> None:
+    """LightGBM's own texts take the fast reading (all trees field by field) and give the
+    arrays of the line-by-line reading; anything irregular is left to the latter."""
+    x, y = _rows(300, 4)
+    x[::5, 1] = np.nan  # missing values: other decision types
+    params = {"objective": "regression", "verbosity": -1, "num_threads": 1, "num_leaves": 7}
+    text = str(lgb.train(params, lgb.Dataset(x, y), num_boost_round=20).model_to_string())
+    stumps = lgb.train({**params, "min_data_in_leaf": 1000}, lgb.Dataset(x, y), 3)
+    constant = str(stumps.model_to_string())
+    assert (np.diff(parse_lightgbm_model_lines(constant).node_offset) == 0).all()  # 1-leaf trees
+    for t in (text, text.replace("\n", "\r\n"), constant):
+        assert _parse_regular(t, "m") is not None
+        _assert_same_arrays(parse_lightgbm_model(t), parse_lightgbm_model_lines(t))
+    head, sep, rest = text.partition("Tree=3\n")
+    twice = head + sep + "threshold=1 2 3 4 5 6\n" + rest  # a field twice in tree 3: the last wins
+    odd = text.replace("\n", "\r")  # old Mac line ends: lines for str.splitlines only
+    for t in (twice, odd):
+        assert _parse_regular(t, "m") is None
+        _assert_same_arrays(parse_lightgbm_model(t), parse_lightgbm_model_lines(t))
+    _assert_same_arrays(parse_lightgbm_model(odd), parse_lightgbm_model(text))
 
 
 _GP_FIT_IN_FRESH_PROCESS = """

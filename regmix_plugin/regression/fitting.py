@@ -317,7 +317,7 @@ def _file_records(folder: Path, chosen: dict[str, Any]) -> dict[str, dict[str, A
 
 def _count_trees(data: bytes) -> int:
     """Trees in a LightGBM text model: its ``Tree=N`` lines (independent of the parser)."""
-    return sum(1 for line in data.split(b"\n") if line.startswith(b"Tree="))
+    return data.count(b"\nTree=") + data.startswith(b"Tree=")
 
 
 def verify_files(folder: Path, records: dict[str, dict[str, Any]]) -> None:

@@ -367,15 +367,18 @@ class LightGBMRegressor:
 
         params = self._params(len(y))
 
-        def one(j: int) -> str:
+        def one(j: int) -> tuple[str, Any]:
             xr, yr = _resample(x, y, counts[j])
             booster = lgb.train(
                 params, lgb.Dataset(xr, yr, params={"verbosity": -1}), self.num_rounds
             )
-            return str(booster.model_to_string())
+            text = str(booster.model_to_string())
+            # Compiled here, while the other threads train (LightGBM releases the GIL).
+            return text, CompiledTrees.from_text(text)
 
-        self._member_texts = _map_threads(one, len(counts), num_threads)
-        self._members = [CompiledTrees.from_text(t) for t in self._member_texts]
+        done = _map_threads(one, len(counts), num_threads)
+        self._member_texts = [t for t, _ in done]
+        self._members = [c for _, c in done]
 
     def predict_members(self, x: np.ndarray) -> np.ndarray:
         """Each member's predictions: ``[members, rows]``."""
