@@ -38,6 +38,7 @@ from regmix_plugin.regression.regressors import (
     RegressorSettings,
     load_regressor,
     make_regressor,
+    tune_and_fit,
 )
 from regmix_plugin.regression.uncertainty import (
     NoiseEstimate,
@@ -379,15 +380,15 @@ def _fit_target(
         )
     folds = kfold(len(y), config.num_folds, config.seed, _group_labels(ids, replicates))
     model = make_regressor(config.regressor, config.settings)
-    oof = model.tune(x, y, folds)
+    counts = (
+        bootstrap_counts(len(y), config.num_members, config.seed) if config.num_members else None
+    )
+    oof = tune_and_fit(model, x, y, folds, counts, config.num_threads)
     metrics = cv_metrics(y, oof, folds)
-    model.fit(x, y)
     oof_rmse = math.sqrt(float(np.mean((oof - y) ** 2)))
     residual_sd = math.nan
     folder.mkdir(parents=True, exist_ok=True)
-    if config.num_members:
-        counts = bootstrap_counts(len(y), config.num_members, config.seed)
-        model.fit_members(x, y, counts, config.num_threads)
+    if counts is not None:
         resid, var = out_of_bag(model.predict_members(x), counts, y)
         residual_sd = calibrated_residual_sd(resid, var, 0.9)
         write_table(
