@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from regmix_plugin.regression.regressors import (
     GPRegressor,
     LightGBMRegressor,
     RegressorSettings,
+    model_text,
 )
 from regmix_plugin.regression.trees import (
     ForestArrays,
@@ -107,11 +112,21 @@ def test_whole_model_reading_equals_the_line_by_line_one() -> None:
         assert _parse_regular(t, "m") is not None
         _assert_same_arrays(parse_lightgbm_model(t), parse_lightgbm_model_lines(t))
     head, sep, rest = text.partition("Tree=3\n")
-    twice = head + sep + "threshold=1 2 3 4 5 6\n" + rest  # a field twice in tree 3: the last wins
-    odd = text.replace("\n", "\r")  # old Mac line ends: lines for str.splitlines only
-    for t in (twice, odd):
-        assert _parse_regular(t, "m") is None
+    start = rest.index("threshold=") + len("threshold=")
+    irregular = {
+        # a field twice in tree 3 (the line-by-line reading keeps the last)
+        "twice": head + sep + "threshold=1 2 3 4 5 6\n" + rest,
+        "old Mac line ends": text.replace("\n", "\r"),
+        "a key with a space": head + sep + rest.replace("\nthreshold=", "\n threshold=", 1),
+        "a tab between values": head + sep + rest[:start] + rest[start:].replace(" ", "\t", 1),
+        "a plus sign": head + sep + rest[:start] + "+" + rest[start:],
+        "not ASCII": head + sep + rest.replace("\nshrinkage=", "\nnote=\u00e9\nshrinkage=", 1),
+        "num_cat 00": head + sep + rest.replace("num_cat=0", "num_cat=00", 1),
+    }
+    for why, t in irregular.items():
+        assert _parse_regular(t, "m") is None, why
         _assert_same_arrays(parse_lightgbm_model(t), parse_lightgbm_model_lines(t))
+    odd = irregular["old Mac line ends"]
     _assert_same_arrays(parse_lightgbm_model(odd), parse_lightgbm_model(text))
 
 
@@ -146,3 +161,33 @@ def test_gp_fit_bits_do_not_depend_on_what_the_process_imported_first() -> None:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
 
     assert run("fresh") == run("scipy-first")
+
+
+def test_tree_section_reader_compiles_cleanly_without_python() -> None:
+    """lgbm_text.cpp builds warning-free with -Wall -Wextra and needs no Python headers."""
+    csrc = Path(__file__).resolve().parents[1] / "csrc" / "trees"
+    for name in ("lgbm_text.h", "lgbm_text.cpp"):
+        text = (csrc / name).read_text()
+        assert "pybind11" not in text and "Python.h" not in text
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on PATH")
+    cmd = [compiler, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-c"]
+    result = subprocess.run(
+        [*cmd, str(csrc / "lgbm_text.cpp"), "-o", "/dev/null"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_model_text_is_lightgbms_own_text() -> None:
+    """Through a file, for a model past LightGBM's first 1 MiB string buffer and a small one."""
+    x, y = _rows(400, 6)
+    params = {"objective": "regression", "verbosity": -1, "num_threads": 1, "learning_rate": 0.01}
+    for rounds in (1000, 5):
+        booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
+        text = booster.model_to_string()
+        assert (len(text) > 1 << 20) == (rounds == 1000)
+        assert model_text(booster) == text

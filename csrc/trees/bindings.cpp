@@ -4,11 +4,14 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <memory>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 
 #include "gp.h"
+#include "lgbm_text.h"
 #include "trees.h"
 
 namespace py = pybind11;
@@ -71,6 +74,13 @@ const double* checked_rows(const py::array& x, const Forest& f, int64_t* num_row
     return static_cast<const double*>(x.data());
 }
 
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_trees, m) {
@@ -114,6 +124,24 @@ PYBIND11_MODULE(_trees, m) {
                 return out;
             },
             py::arg("x"), "Scores by plain node-by-node traversal (the test oracle).");
+    m.def(
+        "read_tree_section",
+        [](std::string_view body) -> py::object {
+            regmix::trees::TreeSection ts;
+            bool ok = false;
+            {
+                py::gil_scoped_release release;
+                ok = regmix::trees::read_tree_section(body, ts);
+            }
+            if (!ok) return py::none();
+            return py::make_tuple(to_array(ts.node_offset), to_array(ts.leaf_offset), to_array(ts.split_feature),
+                                  to_array(ts.threshold), to_array(ts.decision_type), to_array(ts.left_child),
+                                  to_array(ts.right_child), to_array(ts.leaf_value));
+        },
+        py::arg("body"),
+        "The tree section of a LightGBM text model (from the first 'Tree=' line to 'end of trees') as "
+        "(node_offset, leaf_offset, split_feature, threshold, decision_type, left_child, right_child, "
+        "leaf_value), or None where it is not exactly as LightGBM writes it.");
     m.def(
         "gp_posterior_mean",
         [](const py::array& q, const py::array& t, const py::array& coef, int kernel, int num_threads) {
