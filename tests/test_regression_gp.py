@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import subprocess
@@ -67,16 +68,16 @@ def test_bad_arguments_are_value_errors() -> None:
 
 
 def test_kernel_compiles_cleanly_without_python() -> None:
-    """gp.cpp builds warning-free with -Wall -Wextra (with and without -fno-math-errno) and
-    needs no Python headers."""
+    """gp.cpp and gp_fit.cpp build warning-free with -Wall -Wextra (with and without
+    -fno-math-errno) and need no Python headers."""
     csrc = Path(__file__).resolve().parents[1] / "csrc" / "trees"
-    for name in ("gp.h", "gp.cpp"):
+    for name in ("gp.h", "gp.cpp", "gp_fit.h", "gp_fit.cpp"):
         text = (csrc / name).read_text()
         assert "pybind11" not in text and "Python.h" not in text
     compiler = shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         pytest.skip("no C++ compiler on PATH")
-    for extra in ([], ["-fno-math-errno"]):
+    for extra, source in itertools.product(([], ["-fno-math-errno"]), ("gp.cpp", "gp_fit.cpp")):
         cmd = [
             compiler,
             "-std=c++17",
@@ -86,7 +87,7 @@ def test_kernel_compiles_cleanly_without_python() -> None:
             "-Werror",
             *extra,
             "-c",
-            str(csrc / "gp.cpp"),
+            str(csrc / source),
             "-o",
             "/dev/null",
         ]

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "gp.h"
+#include "gp_fit.h"
 #include "lgbm_text.h"
 #include "trees.h"
 
@@ -142,6 +143,58 @@ PYBIND11_MODULE(_trees, m) {
         "The tree section of a LightGBM text model (from the first 'Tree=' line to 'end of trees') as "
         "(node_offset, leaf_offset, split_feature, threshold, decision_type, left_child, right_child, "
         "leaf_value), or None where it is not exactly as LightGBM writes it.");
+    m.def(
+        "gp_kernel_matrix",
+        [](const py::array& u, int kernel, double amplitude, double noise) {
+            if (!u.dtype().is(py::dtype::of<double>()) || u.ndim() != 2 || !(u.flags() & py::array::c_style)) {
+                throw std::invalid_argument("u: expected a C-contiguous 2-d float64 array");
+            }
+            if (kernel < 0 || kernel > 2) throw std::invalid_argument("kernel: 0 (Matern 3/2), 1 (5/2) or 2 (RBF)");
+            const int64_t n = u.shape(0), d = u.shape(1);
+            py::array_t<double> k({n, n}), factor({n, n});
+            const double* pu = static_cast<const double*>(u.data());
+            double* pk = k.mutable_data();
+            double* pf = factor.mutable_data();
+            {
+                py::gil_scoped_release release;
+                regmix::gp::kernel_matrix(pu, n, d, static_cast<regmix::gp::Kernel>(kernel), amplitude, noise, pk, pf);
+            }
+            return py::make_tuple(k, factor);
+        },
+        py::arg("u"), py::arg("kernel"), py::arg("amplitude"), py::arg("noise"),
+        "(K, F) of length-scaled rows u [n, d]: K = amplitude * k(r) + noise I (both triangles), "
+        "F_ij (i > j) with dk_ij / dlog(l_c) = F_ij (u_ic - u_jc)^2.");
+    m.def(
+        "gp_nll_gradient",
+        [](const py::array& k, const py::array& factor, const py::array& inv, bool inv_upper, const py::array& alpha,
+           const py::array& u, double amplitude, double noise) {
+            if (!u.dtype().is(py::dtype::of<double>()) || u.ndim() != 2 || !(u.flags() & py::array::c_style)) {
+                throw std::invalid_argument("u: expected a C-contiguous 2-d float64 array");
+            }
+            const int64_t n = u.shape(0), d = u.shape(1);
+            for (const auto* pair : {&k, &factor, &inv}) {
+                const py::array& a = *pair;
+                if (!a.dtype().is(py::dtype::of<double>()) || a.ndim() != 2 || a.shape(0) != n || a.shape(1) != n ||
+                    !(a.flags() & py::array::c_style)) {
+                    throw std::invalid_argument("k, factor, inv: expected C-contiguous float64 [n, n] arrays");
+                }
+            }
+            const double* pa = checked<double>(alpha, "alpha", "float64", n);
+            py::array_t<double> grad(static_cast<py::ssize_t>(d + 2));
+            const double* pk = static_cast<const double*>(k.data());
+            const double* pf = static_cast<const double*>(factor.data());
+            const double* pi = static_cast<const double*>(inv.data());
+            const double* pu = static_cast<const double*>(u.data());
+            double* pg = grad.mutable_data();
+            {
+                py::gil_scoped_release release;
+                regmix::gp::nll_gradient(pk, pf, pi, inv_upper, pa, pu, n, d, amplitude, noise, pg);
+            }
+            return grad;
+        },
+        py::arg("k"), py::arg("factor"), py::arg("inv"), py::arg("inv_upper"), py::arg("alpha"), py::arg("u"),
+        py::arg("amplitude"), py::arg("noise"),
+        "Gradient of the log marginal likelihood in log(amplitude), log(length scales), log(noise).");
     m.def(
         "gp_posterior_mean",
         [](const py::array& q, const py::array& t, const py::array& coef, int kernel, int num_threads) {

@@ -209,6 +209,12 @@ def _no_members(where: str) -> RuntimeError:
     return RuntimeError(f"{where}: this model has no ensemble members (fit.num_members 0)")
 
 
+# _KEEP: lgb.train's default (keep_training_booster=False) ends by passing the model through
+# its text form and back to free the training data: at 1,000 trees a fifth of a member's fit
+# (the text is built twice, see model_text), for the same trees. Our boosters are dropped as
+# soon as their text is taken, so the training data goes with them.
+
+
 def model_text(booster: Any) -> str:
     """``booster.model_to_string()``, the same text at half the cost: LightGBM's Python wrapper
     (4.x) serialises a model larger than its first 1 MiB buffer twice, ``save_model`` once."""
@@ -329,6 +335,7 @@ class LightGBMRegressor:
                 valid_sets=[lgb.Dataset(x[valid], y[valid], params={"verbosity": -1})],
                 valid_names=["valid"],
                 callbacks=[lgb.record_evaluation(evals)],
+                keep_training_booster=True,  # see _KEEP
             )
             return np.asarray(evals["valid"]["l2"], dtype=np.float64), booster
 
@@ -356,6 +363,7 @@ class LightGBMRegressor:
             self._params(len(y)),
             lgb.Dataset(x, y, params={"verbosity": -1}),
             num_boost_round=self.num_rounds,
+            keep_training_booster=True,  # see _KEEP
         )
         self._text = model_text(booster)
         self._compiled = CompiledTrees.from_text(self._text)
@@ -380,7 +388,10 @@ class LightGBMRegressor:
         def one(j: int) -> tuple[str, Any]:
             xr, yr = _resample(x, y, counts[j])
             booster = lgb.train(
-                params, lgb.Dataset(xr, yr, params={"verbosity": -1}), self.num_rounds
+                params,
+                lgb.Dataset(xr, yr, params={"verbosity": -1}),
+                self.num_rounds,
+                keep_training_booster=True,  # see _KEEP
             )
             text = model_text(booster)
             # Compiled here, while the other threads train (LightGBM releases the GIL).
@@ -569,38 +580,14 @@ def _matern_inplace(d2: np.ndarray, nu: float) -> np.ndarray:
     return d2
 
 
+#: The compiled kernels' numbers (``_trees``): Matérn 3/2, Matérn 5/2, squared exponential.
+_KERNEL_IDS = {1.5: 0, 2.5: 1, float("inf"): 2}
 #: Bounds of the GP hyperparameters (natural scale): amplitude, length scales, noise.
 _GP_BOUNDS = ((1e-3, 1e3), (1e-2, 1e3), (1e-6, 1.0))
 #: Relative jitter on the inducing points' kernel matrix (subset of regressors).
 SOR_JITTER = 1e-8
 #: Starting point of the hyperparameter search: amplitude, length scale, noise.
 _GP_START = (1.0, 3.0, 1e-2)
-
-
-def _matern_with_factor(d2: np.ndarray, nu: float) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-amplitude Matérn kernel of squared scaled distances, and the factor ``F`` with
-    ``dk / dlog(l_d) = F * (u_d - v_d)^2`` (``u, v``: inputs scaled by the length scales)."""
-    if nu == float("inf"):
-        k = np.exp(-0.5 * d2)
-        return k, k
-    # In place where the order of operations allows it (same numbers as the plain formulas
-    # (1 + s + s^2 / 3) e and (5 / 3)(1 + s) e, with fewer passes over n x n arrays).
-    s = d2 * (3.0 if nu == 1.5 else 5.0)
-    np.sqrt(s, out=s)
-    e = np.negative(s)
-    np.exp(e, out=e)
-    one_plus_s = s + 1.0
-    if nu == 1.5:
-        one_plus_s *= e
-        e *= 3.0
-        return one_plus_s, e
-    s *= s
-    s /= 3.0
-    s += one_plus_s
-    s *= e
-    one_plus_s *= 5.0 / 3.0
-    one_plus_s *= e
-    return s, one_plus_s
 
 
 def _sq_dists(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -615,44 +602,35 @@ def gp_negative_log_likelihood(
 ) -> tuple[float, np.ndarray]:
     """Negative log marginal likelihood of a GP (amplitude x Matérn with one length scale per
     column, plus white noise) and its gradient, at ``theta = log([amplitude, *length_scales,
-    noise])``."""
+    noise])``. The kernel matrix and the gradient's n x n sums are compiled
+    (``regmix_plugin._trees``); the Cholesky factorisation and the inverse are LAPACK's."""
+    import importlib
+
     from scipy.linalg import LinAlgError, cho_solve, cholesky
     from scipy.linalg.lapack import dpotri
 
+    _trees = importlib.import_module("regmix_plugin._trees")
     n, d = z.shape
     amp, ls, noise = math.exp(theta[0]), np.exp(theta[1 : d + 1]), math.exp(theta[d + 1])
-    u = z / ls
-    d2 = _sq_dists(u, u)
-    np.fill_diagonal(d2, 0.0)
-    kf, factor = _matern_with_factor(d2, nu)
-    k = amp * kf
-    k.flat[:: n + 1] += noise
+    u = np.ascontiguousarray(z / ls)
+    k, factor = _trees.gp_kernel_matrix(u, _KERNEL_IDS[nu], amp, noise)
     try:
         low = cholesky(k, lower=True, check_finite=False)
     except LinAlgError:
         return 1e25, np.zeros_like(theta)
-    alpha = cho_solve((low, True), y, check_finite=False)
+    alpha = np.ascontiguousarray(cho_solve((low, True), y, check_finite=False))
     nll = (
         0.5 * float(y @ alpha) + float(np.log(np.diag(low)).sum()) + 0.5 * n * math.log(2 * math.pi)
     )
-    inv, info = dpotri(low, lower=1)
+    inv, info = dpotri(low, lower=1, overwrite_c=1)
     if info != 0:
         return 1e25, np.zeros_like(theta)
-    # dpotri fills the lower triangle; the upper one is cholesky's zeros. Mirror it (exact:
-    # x + 0 off the diagonal, 2x - x on it).
-    diag = inv.diagonal().copy()
-    inv += inv.T
-    inv.flat[:: n + 1] -= diag
-    w = np.outer(alpha, alpha)
-    w -= inv
-    grad = np.empty(d + 2)
-    grad[0] = 0.5 * amp * float(np.einsum("ij,ij->", w, kf))
-    m = w * factor
-    m *= amp
-    rows = m.sum(axis=1)
-    grad[1 : d + 1] = (u * u * rows[:, None]).sum(axis=0) - (u * (m @ u)).sum(axis=0)
-    grad[d + 1] = 0.5 * noise * float(np.trace(w))
-    return nll, -grad
+    # LAPACK fills the lower triangle in column-major order: the upper one of the transpose.
+    upper = not inv.flags.c_contiguous
+    grad = _trees.gp_nll_gradient(
+        k, factor, np.ascontiguousarray(inv.T if upper else inv), upper, alpha, u, amp, noise
+    )
+    return nll, -np.asarray(grad)
 
 
 def gp_hyperparameters(
@@ -903,7 +881,7 @@ class GPRegressor:
         st = self.state
         _trees = importlib.import_module("regmix_plugin._trees")
         ls = st["length_scale"]
-        kernel = {1.5: 0, 2.5: 1}.get(self.settings.nu, 2)
+        kernel = _KERNEL_IDS[self.settings.nu]
         out = _trees.gp_posterior_mean(
             self._scaled_inputs(x, num_threads),
             np.ascontiguousarray(st["train_z"] / ls),
