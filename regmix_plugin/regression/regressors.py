@@ -209,10 +209,14 @@ def _no_members(where: str) -> RuntimeError:
     return RuntimeError(f"{where}: this model has no ensemble members (fit.num_members 0)")
 
 
-# _KEEP: lgb.train's default (keep_training_booster=False) ends by passing the model through
-# its text form and back to free the training data: at 1,000 trees a fifth of a member's fit
-# (the text is built twice, see model_text), for the same trees. Our boosters are dropped as
-# soon as their text is taken, so the training data goes with them.
+def _train_booster(params: dict[str, Any], data: Any, num_rounds: int, **kwargs: Any) -> Any:
+    """``lightgbm.train`` keeping its training booster. The default (``keep_training_booster
+    =False``) ends by passing the model through its text form and back to free the training
+    data: at 1,000 trees a fifth of a member's fit (the text is built twice, see
+    :func:`model_text`), for the same trees. Our boosters are dropped as soon as their text is
+    taken, so the training data goes with them."""
+    lgb = require("lightgbm")
+    return lgb.train(params, data, num_rounds, keep_training_booster=True, **kwargs)
 
 
 def model_text(booster: Any) -> str:
@@ -328,14 +332,13 @@ class LightGBMRegressor:
         def one(i: int) -> tuple[np.ndarray, Any]:
             train, valid = fold_list[i]
             evals: dict[str, Any] = {}
-            booster = lgb.train(
+            booster = _train_booster(
                 {**params[i], "metric": "l2"},
                 lgb.Dataset(x[train], y[train], params={"verbosity": -1}),
-                num_boost_round=s.num_boost_round,
+                s.num_boost_round,
                 valid_sets=[lgb.Dataset(x[valid], y[valid], params={"verbosity": -1})],
                 valid_names=["valid"],
                 callbacks=[lgb.record_evaluation(evals)],
-                keep_training_booster=True,  # see _KEEP
             )
             return np.asarray(evals["valid"]["l2"], dtype=np.float64), booster
 
@@ -359,11 +362,8 @@ class LightGBMRegressor:
         lgb = require("lightgbm")
         from regmix_plugin.regression.trees import CompiledTrees
 
-        booster = lgb.train(
-            self._params(len(y)),
-            lgb.Dataset(x, y, params={"verbosity": -1}),
-            num_boost_round=self.num_rounds,
-            keep_training_booster=True,  # see _KEEP
+        booster = _train_booster(
+            self._params(len(y)), lgb.Dataset(x, y, params={"verbosity": -1}), self.num_rounds
         )
         self._text = model_text(booster)
         self._compiled = CompiledTrees.from_text(self._text)
@@ -387,11 +387,8 @@ class LightGBMRegressor:
 
         def one(j: int) -> tuple[str, Any]:
             xr, yr = _resample(x, y, counts[j])
-            booster = lgb.train(
-                params,
-                lgb.Dataset(xr, yr, params={"verbosity": -1}),
-                self.num_rounds,
-                keep_training_booster=True,  # see _KEEP
+            booster = _train_booster(
+                params, lgb.Dataset(xr, yr, params={"verbosity": -1}), self.num_rounds
             )
             text = model_text(booster)
             # Compiled here, while the other threads train (LightGBM releases the GIL).
@@ -1068,16 +1065,11 @@ class BlendRegressor:
         LightGBM members train while the GP is still tuning. A part whose weight comes out 0
         was fitted for nothing (the only cost of not waiting for the weight)."""
         fold_list = list(folds)
-
-        def chain(i: int) -> np.ndarray:
-            part: LightGBMRegressor | GPRegressor = (self.trees, self.gp)[i]
-            oof = part.tune(x, y, fold_list)
-            part.fit(x, y)
-            if counts is not None:
-                part.fit_members(x, y, counts, num_threads)
-            return oof
-
-        a, b = _map_threads(chain, 2, self._part_threads())
+        a, b = _map_threads(
+            lambda i: tune_and_fit((self.trees, self.gp)[i], x, y, fold_list, counts, num_threads),
+            2,
+            self._part_threads(),
+        )
         return self._choose_weight(a, b, y)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
